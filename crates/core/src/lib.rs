@@ -1,0 +1,26 @@
+//! Weir's pipeline model, shared by every other crate.
+//!
+//! Data flows one way: a controller row ([`ControllerRow`]) is parsed into a
+//! [`PipelineDef`]; a [`Source`] turns it into a stream of Arrow batches, each
+//! carrying the [`Position`] reached after it; a [`Sink`] loads the stream and
+//! commits once, atomically, with the final position. This crate does no I/O:
+//! connectors and the engine build on these types.
+
+pub mod connection;
+pub mod date;
+pub mod error;
+pub mod ident;
+pub mod options;
+pub mod pipeline;
+pub mod traits;
+pub mod watermark;
+
+pub use connection::{ConnectionUrl, Redactor, Secret};
+pub use date::RunDate;
+pub use error::{Domain, Error, Result};
+pub use ident::{Ident, quote_ident};
+pub use pipeline::{ControllerRow, LoadType, PipelineDef};
+pub use traits::{
+    BatchStream, LoadOutcome, LoadRequest, Position, ReadRequest, Sink, SinkContext, SinkFactory, SinkRegistration,
+    Source, SourceBatch, SourceContext, SourceFactory, SourceRegistration, SourceStream, WatermarkFilter,
+};

@@ -1,0 +1,151 @@
+//! The connector contract: a [`Source`] yields Arrow batches with positions, a
+//! [`Sink`] loads them and commits once, atomically, with the final position.
+//!
+//! Modelled on DataFusion's `RecordBatchStream` (one schema per stream) and
+//! Arroyo's connector split (typed config from the controller row, then a
+//! runtime object). Each connector crate exports a [`SourceRegistration`] or
+//! [`SinkRegistration`]; the engine keeps the map from type name to factory.
+
+use arrow::array::RecordBatch;
+use arrow::datatypes::SchemaRef;
+use futures::stream::BoxStream;
+use serde_json::{Map, Value};
+
+use crate::{ConnectionUrl, Ident, LoadType, PipelineDef, Result, RunDate};
+
+/// Where a source stood after a batch; the sink commits the last one.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Position {
+    /// The highest value of the watermark column seen so far (and never below
+    /// the stored watermark), rendered as text.
+    pub watermark: Option<String>,
+    /// Bytes read from the source so far.
+    pub bytes_read: u64,
+}
+
+/// One Arrow batch and the position reached after it.
+#[derive(Debug, Clone)]
+pub struct SourceBatch {
+    pub batch: arrow::array::RecordBatch,
+    pub position: Position,
+}
+
+pub type BatchStream = BoxStream<'static, Result<SourceBatch>>;
+
+/// An open source: one schema, then batches that all have it.
+pub struct SourceStream {
+    pub schema: SchemaRef,
+    pub batches: BatchStream,
+}
+
+/// Read only rows whose watermark column is past `value`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WatermarkFilter {
+    pub value: String,
+    /// `>=` instead of `>`: safe (and needed for ties) when rows are merged by key.
+    pub inclusive: bool,
+}
+
+/// What a run asks of a source.
+#[derive(Debug, Clone)]
+pub struct ReadRequest {
+    pub run_date: RunDate,
+    /// The column whose maximum becomes the new watermark.
+    pub watermark_column: Option<Ident>,
+    /// Rows at or before the stored watermark are not read.
+    pub filter: Option<WatermarkFilter>,
+    /// The stored watermark: positions never report less than this.
+    pub watermark_before: Option<String>,
+}
+
+/// What a run asks of a sink.
+#[derive(Debug, Clone)]
+pub struct LoadRequest {
+    pub pipeline: String,
+    pub run_id: uuid::Uuid,
+    pub run_date: RunDate,
+    pub load_type: LoadType,
+    pub primary_key: Vec<Ident>,
+    pub watermark_column: Option<Ident>,
+    /// Replace the rows an earlier run loaded for this date (a date-sliced incremental load).
+    pub replace_date: Option<RunDate>,
+    /// The watermark to commit if the stream yields no batch.
+    pub watermark_before: Option<String>,
+}
+
+/// What a sink committed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LoadOutcome {
+    pub rows_written: u64,
+    /// The watermark committed with the data.
+    pub watermark: Option<String>,
+    /// Rows read from the stream (after source-side filtering).
+    pub rows_read: u64,
+    pub bytes_read: u64,
+}
+
+/// What a source factory gets: the pipeline, its resolved connection and its options.
+pub struct SourceContext<'a> {
+    pub pipeline: &'a PipelineDef,
+    pub connection: Option<ConnectionUrl>,
+    pub options: &'a Map<String, Value>,
+}
+
+/// What a sink factory gets. `connection` is already resolved (for a postgres
+/// destination without one, the metadata database's).
+pub struct SinkContext<'a> {
+    pub pipeline: &'a PipelineDef,
+    pub connection: Option<ConnectionUrl>,
+    pub options: &'a Map<String, Value>,
+}
+
+#[async_trait::async_trait]
+pub trait Source: Send + Sync {
+    /// Can we reach the source and read it? Moves no data.
+    async fn check(&self) -> Result<()>;
+    /// Resolve what this run reads, declare its schema, and start streaming.
+    async fn open(&self, request: &ReadRequest) -> Result<SourceStream>;
+}
+
+#[async_trait::async_trait]
+pub trait Sink: Send + Sync {
+    /// Can we reach the destination and write to it? Moves no data.
+    async fn check(&self) -> Result<()>;
+    /// The watermark the destination itself committed for this pipeline, if it
+    /// keeps one. It wins over the metadata store's copy: it is what the data holds.
+    async fn committed_watermark(&self, pipeline: &str) -> Result<Option<String>>;
+    /// Load the whole stream and commit once, atomically, with the last position.
+    /// On error nothing of this load is visible.
+    async fn load(&self, request: &LoadRequest, input: SourceStream) -> Result<LoadOutcome>;
+}
+
+pub type SourceFactory = fn(SourceContext<'_>) -> Result<Box<dyn Source>>;
+pub type SinkFactory = fn(SinkContext<'_>) -> Result<Box<dyn Sink>>;
+
+/// A source type, as the engine's registry knows it.
+#[derive(Clone, Copy)]
+pub struct SourceRegistration {
+    /// The `source_type` value: `parquet`.
+    pub name: &'static str,
+    /// The `options` keys it owns.
+    pub option_keys: &'static [&'static str],
+    /// Whether it needs `source_connection`.
+    pub needs_connection: bool,
+    pub build: SourceFactory,
+}
+
+/// A destination type, as the engine's registry knows it.
+#[derive(Clone, Copy)]
+pub struct SinkRegistration {
+    /// The `destination_type` value: `postgres`.
+    pub name: &'static str,
+    pub option_keys: &'static [&'static str],
+    /// Without a `destination_connection`, use the metadata database.
+    pub defaults_to_metadata_db: bool,
+    pub build: SinkFactory,
+}
+
+/// Drop empty batches; they carry nothing for a sink.
+pub fn non_empty(batch: &RecordBatch) -> bool {
+    batch.num_rows() > 0
+}

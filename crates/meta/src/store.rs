@@ -1,0 +1,326 @@
+use std::str::FromStr;
+use std::time::Duration;
+
+use chrono::{DateTime, NaiveDate, Utc};
+use sqlx::migrate::Migrator;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::{PgPool, Row};
+use uuid::Uuid;
+use weir_core::{ConnectionUrl, ControllerRow, Error, Result};
+
+static MIGRATOR: Migrator = sqlx::migrate!("../../migrations");
+
+/// The state of one attempt, as `audit.status` holds it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Status {
+    Running,
+    Success,
+    Failed,
+    Skipped,
+    Abandoned,
+}
+
+impl Status {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Status::Running => "running",
+            Status::Success => "success",
+            Status::Failed => "failed",
+            Status::Skipped => "skipped",
+            Status::Abandoned => "abandoned",
+        }
+    }
+}
+
+/// What `runner init` did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InitReport {
+    /// Migrations applied now, as `0001 metadata`.
+    pub applied: Vec<String>,
+    /// How many were already in place.
+    pub already: usize,
+}
+
+/// An attempt starting: written as `running`.
+#[derive(Debug, Clone)]
+pub struct AttemptStart<'a> {
+    pub pipeline_id: i64,
+    pub pipeline_name: &'a str,
+    pub run_id: Uuid,
+    pub run_date: NaiveDate,
+    pub attempt: i32,
+    pub skip_load: bool,
+}
+
+/// An attempt ending.
+#[derive(Debug, Clone)]
+pub struct AttemptEnd {
+    pub status: Status,
+    pub records_read: Option<i64>,
+    pub records_processed: Option<i64>,
+    pub bytes_read: Option<i64>,
+    pub watermark_before: Option<String>,
+    pub watermark_after: Option<String>,
+    /// Already redacted.
+    pub error_message: Option<String>,
+    pub error_domain: Option<String>,
+}
+
+/// One row of `audit`, as `runner audit` shows it.
+#[derive(Debug, Clone, serde::Serialize, sqlx::FromRow)]
+pub struct AuditRow {
+    pub audit_id: i64,
+    pub pipeline_id: Option<i64>,
+    pub pipeline_name: String,
+    pub run_id: Uuid,
+    pub run_date: NaiveDate,
+    pub status: String,
+    pub attempt: i32,
+    pub start_time: DateTime<Utc>,
+    pub end_time: Option<DateTime<Utc>>,
+    pub records_read: Option<i64>,
+    pub records_processed: Option<i64>,
+    pub bytes_read: Option<i64>,
+    pub watermark_before: Option<String>,
+    pub watermark_after: Option<String>,
+    pub heartbeat_at: DateTime<Utc>,
+    pub error_message: Option<String>,
+}
+
+/// The metadata database.
+#[derive(Clone)]
+pub struct MetaStore {
+    pool: PgPool,
+}
+
+impl MetaStore {
+    /// Connect to the metadata database (`WEIR_DATABASE_URL`).
+    pub async fn connect(url: &ConnectionUrl) -> Result<Self> {
+        let options = PgConnectOptions::from_str(url.expose())
+            .map_err(|e| Error::user(format!("metadata database URL {url} is not valid: {e}")))?
+            .application_name("weir");
+        let pool = PgPoolOptions::new()
+            .max_connections(8)
+            .acquire_timeout(Duration::from_secs(15))
+            .connect_with(options)
+            .await
+            .map_err(|e| db_error(e, &format!("connecting to the metadata database {url}")))?;
+        Ok(Self { pool })
+    }
+
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    /// Create or upgrade the metadata tables. Idempotent.
+    pub async fn init(&self) -> Result<InitReport> {
+        let before = self.applied_versions().await?;
+        MIGRATOR.run(&self.pool).await.map_err(|e| Error::external(format!("applying metadata migrations: {e}")))?;
+        let applied = MIGRATOR
+            .iter()
+            .filter(|m| !m.migration_type.is_down_migration() && !before.contains(&m.version))
+            .map(|m| format!("{:04} {}", m.version, m.description))
+            .collect();
+        Ok(InitReport { applied, already: before.len() })
+    }
+
+    async fn applied_versions(&self) -> Result<Vec<i64>> {
+        let exists: bool = sqlx::query_scalar("SELECT to_regclass('_sqlx_migrations') IS NOT NULL")
+            .fetch_one(&self.pool)
+            .await
+            .map_err(|e| db_error(e, "reading the migration history"))?;
+        if !exists {
+            return Ok(Vec::new());
+        }
+        sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success ORDER BY version")
+            .fetch_all(&self.pool)
+            .await
+            .map_err(|e| db_error(e, "reading the migration history"))
+    }
+
+    /// Controller rows by name order: the active ones, or those named (active or not).
+    pub async fn pipelines(&self, names: &[String], include_inactive: bool) -> Result<Vec<ControllerRow>> {
+        let rows = sqlx::query(
+            "SELECT id, name, source_type, source_connection, source_table, data_source,
+                    destination_type, destination_connection, schema_name, destination_table,
+                    load_type, watermark_column, primary_key, partition_by, options, depends_on,
+                    notify_emails, active
+             FROM controller
+             WHERE (cardinality($1::text[]) = 0 OR name = ANY($1))
+               AND (active OR $2 OR cardinality($1::text[]) > 0)
+             ORDER BY name",
+        )
+        .bind(names)
+        .bind(include_inactive)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(|e| db_error(e, "reading the controller table"))?;
+        rows.iter()
+            .map(|r| {
+                Ok(ControllerRow {
+                    id: r.try_get("id")?,
+                    name: r.try_get("name")?,
+                    source_type: r.try_get("source_type")?,
+                    source_connection: r.try_get("source_connection")?,
+                    source_table: r.try_get("source_table")?,
+                    data_source: r.try_get("data_source")?,
+                    destination_type: r.try_get("destination_type")?,
+                    destination_connection: r.try_get("destination_connection")?,
+                    schema_name: r.try_get("schema_name")?,
+                    destination_table: r.try_get("destination_table")?,
+                    load_type: r.try_get("load_type")?,
+                    watermark_column: r.try_get("watermark_column")?,
+                    primary_key: r.try_get("primary_key")?,
+                    partition_by: r.try_get("partition_by")?,
+                    options: r.try_get("options")?,
+                    depends_on: r.try_get("depends_on")?,
+                    notify_emails: r.try_get("notify_emails")?,
+                    active: r.try_get("active")?,
+                })
+            })
+            .collect::<std::result::Result<_, sqlx::Error>>()
+            .map_err(|e| db_error(e, "reading the controller table"))
+    }
+
+    /// Write an attempt as `running`; returns its `audit_id`.
+    pub async fn start_attempt(&self, a: &AttemptStart<'_>) -> Result<i64> {
+        sqlx::query_scalar(
+            "INSERT INTO audit (pipeline_id, pipeline_name, run_id, run_date, status, attempt,
+                                skip_load, host)
+             VALUES ($1, $2, $3, $4, 'running', $5, $6, $7)
+             RETURNING audit_id",
+        )
+        .bind(a.pipeline_id)
+        .bind(a.pipeline_name)
+        .bind(a.run_id)
+        .bind(a.run_date)
+        .bind(a.attempt)
+        .bind(a.skip_load)
+        .bind(hostname())
+        .fetch_one(&self.pool)
+        .await
+        .map_err(|e| db_error(e, "writing the audit row"))
+    }
+
+    /// Record a pipeline that did not start (bad configuration, failed dependency) in one row.
+    pub async fn record_not_started(&self, a: &AttemptStart<'_>, end: &AttemptEnd) -> Result<i64> {
+        let id = self.start_attempt(a).await?;
+        self.finish_attempt(id, end).await?;
+        Ok(id)
+    }
+
+    /// Prove this attempt is alive.
+    pub async fn heartbeat(&self, audit_id: i64) -> Result<()> {
+        sqlx::query("UPDATE audit SET heartbeat_at = now() WHERE audit_id = $1 AND status = 'running'")
+            .bind(audit_id)
+            .execute(&self.pool)
+            .await
+            .map_err(|e| db_error(e, "updating the audit heartbeat"))?;
+        Ok(())
+    }
+
+    pub async fn finish_attempt(&self, audit_id: i64, end: &AttemptEnd) -> Result<()> {
+        sqlx::query(
+            "UPDATE audit SET status = $2, end_time = now(), heartbeat_at = now(),
+                    records_read = $3, records_processed = $4, bytes_read = $5,
+                    watermark_before = $6, watermark_after = $7, error_message = $8, error_domain = $9
+             WHERE audit_id = $1",
+        )
+        .bind(audit_id)
+        .bind(end.status.as_str())
+        .bind(end.records_read)
+        .bind(end.records_processed)
+        .bind(end.bytes_read)
+        .bind(&end.watermark_before)
+        .bind(&end.watermark_after)
+        .bind(&end.error_message)
+        .bind(&end.error_domain)
+        .execute(&self.pool)
+        .await
+        .map_err(|e| db_error(e, "finishing the audit row"))?;
+        Ok(())
+    }
+
+    /// The stored watermark of a pipeline.
+    pub async fn watermark(&self, pipeline_id: i64) -> Result<Option<String>> {
+        let v: Option<Option<String>> = sqlx::query_scalar("SELECT value FROM watermark WHERE pipeline_id = $1")
+            .bind(pipeline_id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(|e| db_error(e, "reading the watermark"))?;
+        Ok(v.flatten())
+    }
+
+    /// Store a pipeline's watermark after its data was committed.
+    pub async fn save_watermark(
+        &self,
+        pipeline_id: i64,
+        pipeline_name: &str,
+        value: Option<&str>,
+        run_id: Uuid,
+        run_date: NaiveDate,
+    ) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO watermark (pipeline_id, pipeline_name, value, run_id, run_date, updated_at)
+             VALUES ($1, $2, $3, $4, $5, now())
+             ON CONFLICT (pipeline_id) DO UPDATE
+             SET pipeline_name = EXCLUDED.pipeline_name, value = EXCLUDED.value,
+                 run_id = EXCLUDED.run_id, run_date = EXCLUDED.run_date, updated_at = now()",
+        )
+        .bind(pipeline_id)
+        .bind(pipeline_name)
+        .bind(value)
+        .bind(run_id)
+        .bind(run_date)
+        .execute(&self.pool)
+        .await
+        .map_err(|e| db_error(e, "saving the watermark"))?;
+        Ok(())
+    }
+
+    /// The last `last` audit rows, newest first, of one pipeline or all.
+    pub async fn audit_history(&self, pipeline: Option<&str>, last: i64) -> Result<Vec<AuditRow>> {
+        sqlx::query_as::<_, AuditRow>(
+            "SELECT audit_id, pipeline_id, pipeline_name, run_id, run_date, status, attempt,
+                    start_time, end_time, records_read, records_processed, bytes_read,
+                    watermark_before, watermark_after, heartbeat_at, error_message
+             FROM audit
+             WHERE $1::text IS NULL OR pipeline_name = $1
+             ORDER BY audit_id DESC
+             LIMIT $2",
+        )
+        .bind(pipeline)
+        .bind(last)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(|e| db_error(e, "reading the audit table"))
+    }
+}
+
+fn hostname() -> Option<String> {
+    std::env::var("HOSTNAME")
+        .ok()
+        .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+}
+
+/// A database error as a Weir error: connection trouble is transient, a missing
+/// metadata table means `runner init` was not run.
+fn db_error(e: sqlx::Error, doing: &str) -> Error {
+    match &e {
+        sqlx::Error::Database(db) if db.code().as_deref() == Some("42P01") => {
+            Error::user(format!("{doing}: {db}; the metadata tables are missing: run `runner init` first"))
+        }
+        sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Tls(_) => {
+            Error::transient(format!("{doing}: {e}"))
+        }
+        sqlx::Error::Database(db)
+            if db.code().as_deref().is_some_and(|c| c.starts_with("08") || c.starts_with("57P")) =>
+        {
+            Error::transient(format!("{doing}: {e}"))
+        }
+        sqlx::Error::Configuration(_) => Error::user(format!("{doing}: {e}")),
+        _ => Error::external(format!("{doing}: {e}")),
+    }
+}

@@ -1,0 +1,177 @@
+//! What `runner` prints: tables for people, JSON and CSV for machines.
+
+use clap::ValueEnum;
+use comfy_table::{ContentArrangement, Table, presets::UTF8_FULL_CONDENSED};
+use weir_core::ControllerRow;
+use weir_engine::RunReport;
+use weir_meta::AuditRow;
+
+#[derive(Copy, Clone, Debug, Default, ValueEnum)]
+pub enum Format {
+    #[default]
+    Table,
+    Json,
+    Csv,
+}
+
+type Out = Result<(), String>;
+
+fn table(header: &[&str], rows: Vec<Vec<String>>) -> Table {
+    let mut t = Table::new();
+    t.load_preset(UTF8_FULL_CONDENSED).set_content_arrangement(ContentArrangement::Dynamic).set_header(header.to_vec());
+    for r in rows {
+        t.add_row(r);
+    }
+    t
+}
+
+fn csv_out(header: &[&str], rows: Vec<Vec<String>>) -> Out {
+    let mut w = csv::Writer::from_writer(std::io::stdout());
+    w.write_record(header).map_err(|e| e.to_string())?;
+    for r in rows {
+        w.write_record(r).map_err(|e| e.to_string())?;
+    }
+    w.flush().map_err(|e| e.to_string())
+}
+
+fn json_out<T: serde::Serialize>(value: &T) -> Out {
+    let text = serde_json::to_string_pretty(value).map_err(|e| e.to_string())?;
+    println!("{text}");
+    Ok(())
+}
+
+fn emit(format: Format, header: &[&str], rows: Vec<Vec<String>>, json: impl FnOnce() -> Out) -> Out {
+    match format {
+        Format::Table => {
+            println!("{}", table(header, rows));
+            Ok(())
+        }
+        Format::Csv => csv_out(header, rows),
+        Format::Json => json(),
+    }
+}
+
+fn opt<T: ToString>(v: &Option<T>) -> String {
+    v.as_ref().map(ToString::to_string).unwrap_or_default()
+}
+
+fn short(text: &str, max: usize) -> String {
+    if text.chars().count() <= max {
+        return text.to_owned();
+    }
+    format!("{}…", text.chars().take(max - 1).collect::<String>())
+}
+
+fn duration(ms: u64) -> String {
+    if ms < 1000 { format!("{ms} ms") } else { format!("{:.1} s", ms as f64 / 1000.0) }
+}
+
+pub fn run_summary(report: &RunReport, format: Format) -> Out {
+    let header = ["pipeline", "status", "attempts", "rows read", "rows written", "watermark", "duration", "error"];
+    let full_errors = !matches!(format, Format::Table);
+    let rows = report
+        .pipelines
+        .iter()
+        .map(|p| {
+            vec![
+                p.name.clone(),
+                p.status.to_owned(),
+                p.attempts.to_string(),
+                p.records_read.to_string(),
+                p.records_written.to_string(),
+                opt(&p.watermark),
+                duration(p.duration_ms),
+                match (&p.error, full_errors) {
+                    (Some(e), true) => e.clone(),
+                    (Some(e), false) => short(e, 160),
+                    (None, _) => String::new(),
+                },
+            ]
+        })
+        .collect();
+    if matches!(format, Format::Table) {
+        let ok = report.pipelines.iter().filter(|p| p.succeeded()).count();
+        println!(
+            "run {} for {}: {ok} succeeded, {} failed",
+            report.run_id,
+            report.run_date,
+            report.pipelines.len() - ok
+        );
+    }
+    emit(format, &header, rows, || json_out(report))
+}
+
+pub fn audit(rows: &[AuditRow], format: Format) -> Out {
+    let header = [
+        "audit_id",
+        "pipeline",
+        "run_date",
+        "status",
+        "attempt",
+        "start_time",
+        "end_time",
+        "records_read",
+        "records_processed",
+        "watermark_before",
+        "watermark_after",
+        "error_message",
+    ];
+    let full = !matches!(format, Format::Table);
+    let ts = |t: &chrono::DateTime<chrono::Utc>| t.format("%Y-%m-%d %H:%M:%S").to_string();
+    let table_rows = rows
+        .iter()
+        .map(|r| {
+            vec![
+                r.audit_id.to_string(),
+                r.pipeline_name.clone(),
+                r.run_date.to_string(),
+                r.status.clone(),
+                r.attempt.to_string(),
+                ts(&r.start_time),
+                r.end_time.as_ref().map(ts).unwrap_or_default(),
+                opt(&r.records_read),
+                opt(&r.records_processed),
+                opt(&r.watermark_before),
+                opt(&r.watermark_after),
+                r.error_message.as_deref().map(|e| if full { e.to_owned() } else { short(e, 120) }).unwrap_or_default(),
+            ]
+        })
+        .collect();
+    emit(format, &header, table_rows, || json_out(&rows))
+}
+
+pub fn pipelines(rows: &[ControllerRow], format: Format) -> Out {
+    let header = [
+        "id",
+        "name",
+        "active",
+        "source",
+        "data_source",
+        "destination",
+        "load_type",
+        "watermark_column",
+        "primary_key",
+    ];
+    let table_rows = rows
+        .iter()
+        .map(|r| {
+            let source = match &r.source_connection {
+                Some(c) => format!("{} ({c})", r.source_type),
+                None => r.source_type.clone(),
+            };
+            let dest = format!("{}: {}.{}", r.destination_type, r.schema_name, r.destination_table);
+            vec![
+                r.id.to_string(),
+                r.name.clone(),
+                r.active.to_string(),
+                source,
+                r.data_source.clone().or_else(|| r.source_table.clone()).unwrap_or_default(),
+                dest,
+                r.load_type.clone(),
+                opt(&r.watermark_column),
+                r.primary_key.join(", "),
+            ]
+        })
+        .collect();
+    emit(format, &header, table_rows, || json_out(&rows))
+}

@@ -1,0 +1,385 @@
+use std::str::FromStr;
+use std::sync::Arc;
+
+use arrow::array::{ArrayRef, Date32Array};
+use arrow::datatypes::SchemaRef;
+use bytes::BytesMut;
+use futures::StreamExt;
+use sqlx::postgres::PgConnectOptions;
+// Dynamic SQL here is built only from validated, quoted identifiers; values are bound.
+use sqlx::{AssertSqlSafe, Connection, PgConnection};
+use weir_core::{
+    ConnectionUrl, Error, Ident, LoadOutcome, LoadRequest, LoadType, PipelineDef, Result, Sink, SourceStream,
+    quote_ident,
+};
+
+use crate::PostgresOptions;
+use crate::table::{self, Existing, check_columns_exist, qualified};
+use crate::types::{BatchEncoder, ColumnPlan, existing_column, new_column};
+
+/// The column that records which run date loaded a row of a date-sliced table.
+pub const RUN_DATE_COLUMN: &str = "_weir_run_date";
+const DEFAULT_COPY_BUFFER: usize = 8 * 1024 * 1024;
+
+/// Loads pipelines into one PostgreSQL database.
+pub struct PostgresSink {
+    connection: ConnectionUrl,
+    schema: Ident,
+    table: Ident,
+    options: PostgresOptions,
+}
+
+/// How the rows reach the table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    Replace,
+    Append,
+    ReplaceDate,
+    Upsert,
+}
+
+impl PostgresSink {
+    pub fn new(connection: ConnectionUrl, pipeline: &PipelineDef, options: PostgresOptions) -> Self {
+        Self { connection, schema: pipeline.schema_name.clone(), table: pipeline.destination_table.clone(), options }
+    }
+
+    async fn connect(&self) -> Result<PgConnection> {
+        let options = PgConnectOptions::from_str(self.connection.expose())
+            .map_err(|e| Error::user(format!("destination connection {} is not valid: {e}", self.connection)))?
+            .application_name("weir");
+        PgConnection::connect_with(&options)
+            .await
+            .map_err(|e| db_error(e, &format!("connecting to {}", self.connection)))
+    }
+}
+
+#[async_trait::async_trait]
+impl Sink for PostgresSink {
+    async fn check(&self) -> Result<()> {
+        let mut conn = self.connect().await?;
+        let can_create: bool = sqlx::query_scalar("SELECT has_database_privilege(current_database(), 'CREATE')")
+            .fetch_one(&mut conn)
+            .await
+            .map_err(|e| db_error(e, "checking privileges"))?;
+        if !can_create {
+            return Err(Error::external(format!(
+                "the user of {} may not create schemas in this database; grant CREATE or create schema {} yourself",
+                self.connection, self.schema
+            )));
+        }
+        Ok(())
+    }
+
+    async fn committed_watermark(&self, pipeline: &str) -> Result<Option<String>> {
+        let mut conn = self.connect().await?;
+        let exists: bool = sqlx::query_scalar("SELECT to_regclass('_weir.commits') IS NOT NULL")
+            .fetch_one(&mut conn)
+            .await
+            .map_err(|e| db_error(e, "reading _weir.commits"))?;
+        if !exists {
+            return Ok(None);
+        }
+        let value: Option<Option<String>> =
+            sqlx::query_scalar("SELECT watermark FROM _weir.commits WHERE pipeline = $1")
+                .bind(pipeline)
+                .fetch_optional(&mut conn)
+                .await
+                .map_err(|e| db_error(e, "reading _weir.commits"))?;
+        Ok(value.flatten())
+    }
+
+    async fn load(&self, request: &LoadRequest, input: SourceStream) -> Result<LoadOutcome> {
+        let mut conn = self.connect().await?;
+        let mut tx = conn.begin().await.map_err(|e| db_error(e, "starting the load transaction"))?;
+        let target = qualified(&self.schema, &self.table);
+
+        // Writers to one table take turns; the lock ends with the transaction.
+        sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))")
+            .bind(format!("weir:{target}"))
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| db_error(e, "locking the destination table"))?;
+        exec(&mut tx, &format!("CREATE SCHEMA IF NOT EXISTS {}", self.schema.quoted()), "creating the schema").await?;
+
+        let mode = match (request.load_type, request.primary_key.is_empty(), request.replace_date.is_some()) {
+            (LoadType::Full, _, _) => Mode::Replace,
+            (LoadType::Incremental, false, _) => Mode::Upsert,
+            (LoadType::Incremental, true, true) => Mode::ReplaceDate,
+            (LoadType::Incremental, true, false) => Mode::Append,
+        };
+        let source_names: Vec<&str> = input.schema.fields().iter().map(|f| f.name().as_str()).collect();
+        check_columns_exist("primary_key", &request.primary_key, &source_names)?;
+        if let Some(wm) = &request.watermark_column {
+            check_columns_exist("watermark_column", std::slice::from_ref(wm), &source_names)?;
+        }
+
+        let existing = table::inspect(&mut tx, &self.schema, &self.table).await?;
+        let plans = prepare_table(&mut tx, &target, existing.as_ref(), &input.schema, request, mode).await?;
+        if mode == Mode::Upsert
+            && !table::has_unique_key(&mut tx, &self.schema, &self.table, &request.primary_key).await?
+        {
+            let key: Vec<String> = request.primary_key.iter().map(Ident::quoted).collect();
+            return Err(Error::user(format!(
+                "table {} has no unique index on primary_key ({}), which an upsert needs; \
+                 create one: CREATE UNIQUE INDEX ON {target} ({})",
+                self.schema.as_str().to_owned() + "." + self.table.as_str(),
+                request.primary_key.iter().map(Ident::as_str).collect::<Vec<_>>().join(", "),
+                key.join(", ")
+            )));
+        }
+
+        let run_date_value = (mode == Mode::ReplaceDate).then(|| {
+            let days = request.run_date.date().signed_duration_since(chrono_epoch()).num_days() as i32;
+            (RUN_DATE_COLUMN.to_owned(), Arc::new(Date32Array::from(vec![days])) as ArrayRef)
+        });
+        let mut encoder = BatchEncoder::new(plans, run_date_value)?;
+        let columns = encoder.column_list();
+
+        let copy_target = match mode {
+            Mode::Replace => {
+                exec(&mut tx, &format!("TRUNCATE {target}"), "emptying the table for a full load").await?;
+                target.clone()
+            }
+            Mode::Append => target.clone(),
+            Mode::ReplaceDate => {
+                let delete = format!("DELETE FROM {target} WHERE {} = $1", quote_ident(RUN_DATE_COLUMN));
+                let deleted = sqlx::query(AssertSqlSafe(delete))
+                    .bind(request.run_date.date())
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(|e| db_error(e, "removing the rows of an earlier run for this date"))?;
+                tracing::debug!(rows = deleted.rows_affected(), date = %request.run_date, "replaced the date's rows");
+                target.clone()
+            }
+            Mode::Upsert => {
+                exec(
+                    &mut tx,
+                    &format!(
+                        "CREATE TEMP TABLE _weir_stage (LIKE {target}) ON COMMIT DROP;
+                         ALTER TABLE _weir_stage ADD COLUMN _weir_seq bigint GENERATED ALWAYS AS IDENTITY"
+                    ),
+                    "creating the staging table",
+                )
+                .await?;
+                "_weir_stage".to_owned()
+            }
+        };
+
+        let flush_at = self.options.copy_buffer_bytes.unwrap_or(DEFAULT_COPY_BUFFER).max(64 * 1024);
+        let mut outcome = LoadOutcome { watermark: request.watermark_before.clone(), ..Default::default() };
+        let copied = {
+            let mut copy = tx
+                .copy_in_raw(&format!("COPY {copy_target} ({columns}) FROM STDIN (FORMAT binary)"))
+                .await
+                .map_err(|e| db_error(e, "starting COPY"))?;
+            let mut buf = BytesMut::with_capacity(flush_at + flush_at / 4);
+            encoder.header(&mut buf)?;
+            let mut batches = input.batches;
+            let streamed: Result<()> = async {
+                while let Some(item) = batches.next().await {
+                    let item = item?;
+                    outcome.rows_read += item.batch.num_rows() as u64;
+                    outcome.bytes_read = item.position.bytes_read;
+                    if item.position.watermark.is_some() {
+                        outcome.watermark = item.position.watermark;
+                    }
+                    encoder.encode(&item.batch, &mut buf)?;
+                    if buf.len() >= flush_at {
+                        copy.send(buf.split()).await.map_err(|e| db_error(e, "sending COPY data"))?;
+                    }
+                }
+                encoder.footer(&mut buf)?;
+                copy.send(buf.split()).await.map_err(|e| db_error(e, "sending COPY data"))?;
+                Ok(())
+            }
+            .await;
+            match streamed {
+                Ok(()) => copy.finish().await.map_err(|e| db_error(e, "finishing COPY"))?,
+                Err(e) => {
+                    let _ = copy.abort("weir: load failed").await;
+                    return Err(e);
+                }
+            }
+        };
+
+        outcome.rows_written = if mode == Mode::Upsert {
+            merge_staged(&mut tx, &target, &encoder.column_names(), request).await?
+        } else {
+            copied
+        };
+
+        record_commit(&mut tx, request, outcome.watermark.as_deref(), outcome.rows_written).await?;
+        tx.commit().await.map_err(|e| db_error(e, "committing the load"))?;
+        Ok(outcome)
+    }
+}
+
+fn chrono_epoch() -> chrono::NaiveDate {
+    chrono::NaiveDate::from_ymd_opt(1970, 1, 1).unwrap_or_default()
+}
+
+/// Create the table, or add the source's new columns to it; returns how each
+/// source column is written. A type that cannot be written fails naming the column.
+async fn prepare_table(
+    conn: &mut PgConnection,
+    target: &str,
+    existing: Option<&Existing>,
+    schema: &SchemaRef,
+    request: &LoadRequest,
+    mode: Mode,
+) -> Result<Vec<ColumnPlan>> {
+    let fields = schema.fields();
+    let Some(existing) = existing else {
+        let plans: Vec<ColumnPlan> = fields.iter().map(|f| new_column(f)).collect();
+        let mut columns: Vec<(String, String)> = plans.iter().map(|p| (p.name.clone(), p.pg_type.clone())).collect();
+        if mode == Mode::ReplaceDate {
+            columns.push((RUN_DATE_COLUMN.to_owned(), "date".to_owned()));
+        }
+        exec(conn, &table::create_table(target, &columns, &request.primary_key), "creating the table").await?;
+        if mode == Mode::ReplaceDate {
+            exec(
+                conn,
+                &format!("CREATE INDEX ON {target} ({})", quote_ident(RUN_DATE_COLUMN)),
+                "indexing the run date column",
+            )
+            .await?;
+        }
+        return Ok(plans);
+    };
+
+    let mut plans = Vec::with_capacity(fields.len());
+    for field in fields {
+        match existing.column_type(field.name()) {
+            Some(pg_type) => plans.push(existing_column(field, pg_type)?),
+            None => {
+                let plan = new_column(field);
+                exec(
+                    conn,
+                    &format!("ALTER TABLE {target} ADD COLUMN {} {}", quote_ident(&plan.name), plan.pg_type),
+                    &format!("adding new source column `{}`", plan.name),
+                )
+                .await?;
+                tracing::info!(column = %plan.name, pg_type = %plan.pg_type, "added a new source column");
+                plans.push(plan);
+            }
+        }
+    }
+    if mode == Mode::ReplaceDate && existing.column_type(RUN_DATE_COLUMN).is_none() {
+        exec(
+            conn,
+            &format!("ALTER TABLE {target} ADD COLUMN {} date", quote_ident(RUN_DATE_COLUMN)),
+            "adding the run date column",
+        )
+        .await?;
+    }
+    Ok(plans)
+}
+
+/// Merge the staged rows: the latest row per key (by watermark column, then
+/// arrival) replaces the table's row, unless the table's row is newer.
+async fn merge_staged(conn: &mut PgConnection, target: &str, columns: &[String], request: &LoadRequest) -> Result<u64> {
+    let cols: Vec<String> = columns.iter().map(|c| quote_ident(c)).collect();
+    let key: Vec<String> = request.primary_key.iter().map(Ident::quoted).collect();
+    let mut order = key.clone();
+    if let Some(wm) = &request.watermark_column {
+        order.push(format!("{} DESC NULLS LAST", wm.quoted()));
+    }
+    order.push("_weir_seq DESC".to_owned());
+    let updates: Vec<String> =
+        cols.iter().filter(|c| !key.contains(c)).map(|c| format!("{c} = EXCLUDED.{c}")).collect();
+    let on_conflict = if updates.is_empty() {
+        "DO NOTHING".to_owned()
+    } else {
+        let newer = match &request.watermark_column {
+            Some(wm) => {
+                let wm = wm.quoted();
+                format!(" WHERE {target}.{wm} IS NULL OR {target}.{wm} <= EXCLUDED.{wm}")
+            }
+            None => String::new(),
+        };
+        format!("DO UPDATE SET {}{newer}", updates.join(", "))
+    };
+    let sql = format!(
+        "INSERT INTO {target} ({cols})
+         SELECT {cols} FROM (SELECT DISTINCT ON ({key}) {cols} FROM _weir_stage ORDER BY {order}) latest
+         ON CONFLICT ({key}) {on_conflict}",
+        cols = cols.join(", "),
+        key = key.join(", "),
+        order = order.join(", "),
+    );
+    let done = sqlx::query(AssertSqlSafe(sql))
+        .execute(&mut *conn)
+        .await
+        .map_err(|e| db_error(e, "merging staged rows into the table"))?;
+    Ok(done.rows_affected())
+}
+
+/// Record the committed watermark beside the data, in the same transaction.
+async fn record_commit(
+    conn: &mut PgConnection,
+    request: &LoadRequest,
+    watermark: Option<&str>,
+    rows: u64,
+) -> Result<()> {
+    sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended('weir:_weir.commits', 0))")
+        .execute(&mut *conn)
+        .await
+        .map_err(|e| db_error(e, "locking _weir.commits"))?;
+    exec(
+        conn,
+        "CREATE SCHEMA IF NOT EXISTS _weir;
+         CREATE TABLE IF NOT EXISTS _weir.commits (
+             pipeline     text PRIMARY KEY,
+             watermark    text,
+             run_id       uuid NOT NULL,
+             run_date     date NOT NULL,
+             rows_written bigint NOT NULL,
+             committed_at timestamptz NOT NULL DEFAULT now()
+         )",
+        "creating _weir.commits",
+    )
+    .await?;
+    sqlx::query(
+        "INSERT INTO _weir.commits (pipeline, watermark, run_id, run_date, rows_written)
+         VALUES ($1, $2, $3, $4, $5)
+         ON CONFLICT (pipeline) DO UPDATE SET watermark = EXCLUDED.watermark, run_id = EXCLUDED.run_id,
+             run_date = EXCLUDED.run_date, rows_written = EXCLUDED.rows_written, committed_at = now()",
+    )
+    .bind(&request.pipeline)
+    .bind(watermark)
+    .bind(request.run_id)
+    .bind(request.run_date.date())
+    .bind(rows as i64)
+    .execute(&mut *conn)
+    .await
+    .map_err(|e| db_error(e, "recording the commit"))?;
+    Ok(())
+}
+
+async fn exec(conn: &mut PgConnection, sql: &str, doing: &str) -> Result<()> {
+    sqlx::raw_sql(AssertSqlSafe(sql.to_owned())).execute(&mut *conn).await.map_err(|e| db_error(e, doing))?;
+    Ok(())
+}
+
+/// A database error as a Weir error. Connection trouble is retried; a row the
+/// table refuses is the user's to fix; anything else is the server's.
+pub(crate) fn db_error(e: sqlx::Error, doing: &str) -> Error {
+    let retryable_code = |c: &str| c.starts_with("08") || c.starts_with("57P") || c == "40001" || c == "40P01";
+    match &e {
+        sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::Tls(_) | sqlx::Error::Protocol(_) => {
+            Error::transient(format!("{doing}: {e}"))
+        }
+        sqlx::Error::Database(db) => {
+            let code = db.code().unwrap_or_default().into_owned();
+            if retryable_code(&code) {
+                Error::transient(format!("{doing}: {db}"))
+            } else if code.starts_with("22") || code.starts_with("23") || code.starts_with("42") {
+                // data exceptions, constraint violations, bad names or types
+                Error::user(format!("{doing}: {db} (SQLSTATE {code})"))
+            } else {
+                Error::external(format!("{doing}: {db} (SQLSTATE {code})"))
+            }
+        }
+        _ => Error::external(format!("{doing}: {e}")),
+    }
+}

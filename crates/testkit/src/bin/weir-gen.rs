@@ -1,0 +1,80 @@
+//! `weir-gen`: writes the demo/benchmark `orders` dataset.
+//!
+//! `weir-gen orders --out demo-data/orders/dt=20250323 --date 20250323 --rows 1000`
+//! writes Parquet; `--csv FILE` writes the same rows as CSV (for `psql \copy`).
+
+use std::io::Write;
+use std::path::PathBuf;
+
+use anyhow::Context;
+use chrono::{DateTime, NaiveDate};
+use clap::{Parser, Subcommand};
+use weir_testkit::data::{order, write_orders};
+
+#[derive(Parser)]
+#[command(about = "Generate Weir's demo and benchmark data")]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// The `orders` dataset (10 columns).
+    Orders {
+        /// Folder for the Parquet files.
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Write CSV (with a header) to this file instead of Parquet.
+        #[arg(long)]
+        csv: Option<PathBuf>,
+        /// The day the orders belong to.
+        #[arg(long, default_value = "20250323")]
+        date: String,
+        #[arg(long, default_value_t = 1000)]
+        rows: usize,
+        /// The first order id.
+        #[arg(long, default_value_t = 1)]
+        first: i64,
+        #[arg(long, default_value_t = 1)]
+        files: usize,
+    },
+}
+
+fn main() -> anyhow::Result<()> {
+    let Cmd::Orders { out, csv, date, rows, first, files } = Cli::parse().command;
+    let day = NaiveDate::parse_from_str(&date, "%Y%m%d")
+        .or_else(|_| NaiveDate::parse_from_str(&date, "%Y-%m-%d"))
+        .with_context(|| format!("--date {date}"))?;
+    match (out, csv) {
+        (Some(dir), None) => write_orders(&dir, day, first, rows, files),
+        (None, Some(path)) => write_csv(&path, day, first, rows),
+        _ => anyhow::bail!("give exactly one of --out DIR or --csv FILE"),
+    }
+}
+
+fn write_csv(path: &PathBuf, day: NaiveDate, first: i64, rows: usize) -> anyhow::Result<()> {
+    let mut w = std::io::BufWriter::with_capacity(1 << 20, std::fs::File::create(path)?);
+    writeln!(w, "order_id,customer_id,status,quantity,unit_price,discount,total,created_at,updated_at,note")?;
+    let ts = |us: i64| DateTime::from_timestamp_micros(us).unwrap_or_default().naive_utc();
+    let cents = |c: i128| format!("{}.{:02}", c / 100, c % 100);
+    for id in first..first + rows as i64 {
+        let o = order(id, day);
+        writeln!(
+            w,
+            "{},{},{},{},{},{},{},{},{}+00,{}",
+            o.order_id,
+            o.customer_id,
+            o.status,
+            o.quantity,
+            cents(o.unit_price_cents),
+            o.discount,
+            cents(o.total_cents),
+            ts(o.created_at).format("%Y-%m-%d %H:%M:%S%.6f"),
+            ts(o.updated_at).format("%Y-%m-%d %H:%M:%S%.6f"),
+            o.note.map(|n| format!("\"{n}\"")).unwrap_or_default()
+        )?;
+    }
+    w.flush()?;
+    Ok(())
+}
