@@ -24,6 +24,7 @@ pub struct S3Server {
 impl S3Server {
     /// Start serving `root`; each folder in it is a bucket.
     pub async fn start(root: &Path) -> anyhow::Result<Self> {
+        std::fs::create_dir_all(root)?;
         let fs = s3s_fs::FileSystem::new(root).map_err(|e| anyhow::anyhow!("s3s-fs over {}: {e:?}", root.display()))?;
         let mut builder = S3ServiceBuilder::new(fs);
         builder.set_auth(SimpleAuth::from_single(ACCESS_KEY, SECRET_KEY));

@@ -1,0 +1,113 @@
+//! Bad input: each pipeline fails alone, with an actionable message in audit,
+//! nothing partial in the sink, and no secret printed anywhere.
+
+use crate::harness::{D1, Harness, write_orders};
+use crate::loads::with;
+
+const SECRET: &str = "SuperSecret99";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_bad_pipeline_fails_alone_with_an_actionable_message() {
+    let mut h = Harness::new("bad").await;
+    // Trust auth ignores the password, so this connection works and its secret must never show.
+    let mut warehouse = url::Url::parse(&h.db_url).unwrap();
+    warehouse.set_password(Some(SECRET)).unwrap();
+    h.set_env("WEIR_CONN_WAREHOUSE", warehouse.as_str());
+    write_orders(&h.lake().join("orders/dt=20250323"), D1, 1, 20, 1);
+    std::fs::create_dir_all(h.lake().join("corrupt")).unwrap();
+    std::fs::write(h.lake().join("corrupt/part-0.parquet"), b"this is not parquet at all, just text").unwrap();
+
+    let good = with(&[("data_source", "'orders/dt={date}/'"), ("destination_connection", "'warehouse'")]);
+    h.pipeline("good", &good).await;
+    let bad: Vec<(&str, Vec<(&str, &str)>, &str)> = vec![
+        (
+            "unknown_source",
+            vec![("source_type", "'csvv'"), ("destination_table", "'t1'")],
+            "source_type `csvv` is not known; known source types: parquet",
+        ),
+        (
+            "unknown_dest",
+            vec![("destination_type", "'oracle'"), ("destination_table", "'t2'")],
+            "destination_type `oracle` is not known",
+        ),
+        (
+            "missing_conn",
+            vec![("source_connection", "'nowhere'"), ("destination_table", "'t3'")],
+            "set WEIR_CONN_NOWHERE",
+        ),
+        (
+            "no_file",
+            vec![("data_source", "'orders/dt={date}/x/'"), ("destination_table", "'t4'")],
+            "no Parquet file matches",
+        ),
+        (
+            "corrupt",
+            vec![("data_source", "'corrupt/'"), ("destination_table", "'t5'")],
+            "corrupt/part-0.parquet` is not a readable Parquet file",
+        ),
+        (
+            "bad_schema",
+            vec![("schema_name", "'bronze; DROP TABLE audit'")],
+            "schema_name `bronze; DROP TABLE audit` is not a valid identifier",
+        ),
+        (
+            "bad_table",
+            vec![("destination_table", "'or\"ders'")],
+            "destination_table `or\"ders` is not a valid identifier",
+        ),
+        (
+            "bad_key",
+            vec![("load_type", "'incremental'"), ("primary_key", "'{\"id)--\"}'"), ("destination_table", "'t8'")],
+            "primary_key `id)--` is not a valid identifier",
+        ),
+        (
+            "bad_watermark",
+            vec![("load_type", "'incremental'"), ("watermark_column", "'1st'"), ("destination_table", "'t9'")],
+            "watermark_column `1st` is not a valid identifier",
+        ),
+        (
+            "bad_option",
+            vec![("options", "'{\"batchsize\": 10}'"), ("destination_table", "'t10'")],
+            "unknown key `batchsize`",
+        ),
+    ];
+    for (name, cols, _) in &bad {
+        let mut cols = cols.clone();
+        if !cols.iter().any(|(k, _)| *k == "data_source") {
+            cols.push(("data_source", "'orders/dt={date}/'"));
+        }
+        h.pipeline(name, &with(&cols)).await;
+    }
+
+    let run = h.run_date(D1).await;
+    assert_eq!(run.code, 1, "{}", run.all());
+    let good = h.last_audit("good").await;
+    assert_eq!((good.status.as_str(), good.records_processed), ("success", Some(20)), "{good:?}");
+    assert_eq!(h.count("bronze.orders").await, 20);
+    for (name, _, expected) in &bad {
+        let audit = h.last_audit(name).await;
+        assert_eq!(audit.status, "failed", "{name}");
+        assert!(audit.error.contains(expected), "{name}: `{}` lacks `{expected}`", audit.error);
+        assert!(audit.error.contains(&format!("pipeline `{name}`")), "{name}: {}", audit.error);
+    }
+    for t in ["t1", "t2", "t3", "t4", "t5", "t8", "t9", "t10"] {
+        assert!(!h.table_exists(&format!("bronze.{t}")).await, "nothing is created for a failed pipeline ({t})");
+    }
+    let errors: Vec<String> =
+        sqlx::query_scalar("SELECT coalesce(error_message, '') FROM audit").fetch_all(&h.pool).await.unwrap();
+    assert!(!run.all().contains(SECRET) && !errors.concat().contains(SECRET), "a secret leaked:\n{}", run.all());
+    let check = h.runner(&["check"]).await;
+    assert_eq!(check.code, 1);
+    assert!(check.stdout.contains("ok      good") && !check.all().contains(SECRET), "{}", check.all());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn usage_errors_exit_2_with_a_clear_message() {
+    let h = Harness::new("usage").await;
+    let run = h.runner(&["--date", "23/03/2025"]).await;
+    assert_eq!(run.code, 2);
+    assert!(run.stderr.contains("20250323"), "{}", run.stderr);
+    let run = h.runner(&["--date", D1, "--pipeline", "nope"]).await;
+    assert_eq!(run.code, 2);
+    assert!(run.stderr.contains("no pipeline named `nope`"), "{}", run.stderr);
+}

@@ -1,0 +1,152 @@
+use std::path::{Path, PathBuf};
+use std::process::Output;
+
+use chrono::NaiveDate;
+use sqlx::{PgPool, Row};
+use tempfile::TempDir;
+
+pub const D1: &str = "20250323";
+pub const D2: &str = "20250324";
+
+pub fn day(s: &str) -> NaiveDate {
+    NaiveDate::parse_from_str(s, "%Y%m%d").expect("test date")
+}
+
+/// One test's world: its own metadata database, data folder and environment.
+pub struct Harness {
+    pub db_url: String,
+    pub dir: TempDir,
+    pub pool: PgPool,
+    env: Vec<(String, String)>,
+}
+
+/// What a `runner` invocation did.
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Run {
+    fn from(o: Output) -> Self {
+        Self {
+            code: o.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
+        }
+    }
+
+    pub fn all(&self) -> String {
+        format!("{}\n{}", self.stdout, self.stderr)
+    }
+}
+
+impl Harness {
+    /// A fresh database with the metadata tables, and `WEIR_CONN_LAKE` on a local folder.
+    pub async fn new(label: &str) -> Self {
+        let db_url = weir_testkit::pg::fresh_database(label).await.expect("create test database");
+        let pool = PgPool::connect(&db_url).await.expect("connect test database");
+        let dir = tempfile::tempdir().expect("tempdir");
+        let lake = dir.path().join("lake");
+        std::fs::create_dir_all(&lake).expect("lake dir");
+        let h = Self { db_url, dir, pool, env: vec![("WEIR_CONN_LAKE".into(), format!("file://{}", lake.display()))] };
+        let init = h.runner(&["init"]).await;
+        assert_eq!(init.code, 0, "runner init: {}", init.all());
+        assert!(init.stdout.contains("applied migration 0001"), "{}", init.stdout);
+        h
+    }
+
+    pub fn set_env(&mut self, key: &str, value: &str) {
+        self.env.retain(|(k, _)| k != key);
+        self.env.push((key.into(), value.into()));
+    }
+
+    /// The local folder behind connection `lake`.
+    pub fn lake(&self) -> PathBuf {
+        self.dir.path().join("lake")
+    }
+
+    pub async fn runner(&self, args: &[&str]) -> Run {
+        let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_runner"))
+            .args(args)
+            .current_dir(self.dir.path())
+            .env("WEIR_DATABASE_URL", &self.db_url)
+            .env_remove("DATABASE_URL")
+            .env("NO_COLOR", "1")
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .output()
+            .await
+            .expect("run the runner binary");
+        Run::from(out)
+    }
+
+    pub async fn run_date(&self, date: &str) -> Run {
+        self.runner(&["--date", date]).await
+    }
+
+    /// Insert a controller row from `column = value` SQL fragments.
+    pub async fn pipeline(&self, name: &str, columns: &[(&str, &str)]) {
+        let mut cols = vec!["name".to_owned()];
+        let mut vals = vec![format!("'{name}'")];
+        for (c, v) in columns {
+            cols.push((*c).to_owned());
+            vals.push((*v).to_owned());
+        }
+        let sql = format!("INSERT INTO controller ({}) VALUES ({})", cols.join(", "), vals.join(", "));
+        sqlx::raw_sql(sqlx::AssertSqlSafe(sql)).execute(&self.pool).await.expect("insert controller row");
+    }
+
+    pub async fn scalar_i64(&self, sql: &str) -> i64 {
+        sqlx::query_scalar::<_, i64>(sqlx::AssertSqlSafe(sql.to_owned()))
+            .fetch_one(&self.pool)
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e}"))
+    }
+
+    pub async fn count(&self, table: &str) -> i64 {
+        self.scalar_i64(&format!("SELECT count(*) FROM {table}")).await
+    }
+
+    pub async fn table_exists(&self, table: &str) -> bool {
+        sqlx::query_scalar::<_, bool>("SELECT to_regclass($1) IS NOT NULL")
+            .bind(table)
+            .fetch_one(&self.pool)
+            .await
+            .expect("to_regclass")
+    }
+
+    /// The newest audit row of a pipeline: (status, records_read, records_processed, error_message).
+    pub async fn last_audit(&self, pipeline: &str) -> Audit {
+        let r = sqlx::query(
+            "SELECT status, records_read, records_processed, error_message, attempt, watermark_after
+             FROM audit WHERE pipeline_name = $1 ORDER BY audit_id DESC LIMIT 1",
+        )
+        .bind(pipeline)
+        .fetch_one(&self.pool)
+        .await
+        .unwrap_or_else(|e| panic!("audit row of {pipeline}: {e}"));
+        Audit {
+            status: r.get("status"),
+            records_read: r.get("records_read"),
+            records_processed: r.get("records_processed"),
+            error: r.get::<Option<String>, _>("error_message").unwrap_or_default(),
+            attempt: r.get("attempt"),
+            watermark_after: r.get("watermark_after"),
+        }
+    }
+}
+
+#[derive(Debug)]
+pub struct Audit {
+    pub status: String,
+    pub records_read: Option<i64>,
+    pub records_processed: Option<i64>,
+    pub error: String,
+    pub attempt: i32,
+    pub watermark_after: Option<String>,
+}
+
+/// Write orders `first..first+rows` of `date` as Parquet under `dir`.
+pub fn write_orders(dir: &Path, date: &str, first: i64, rows: usize, files: usize) {
+    weir_testkit::data::write_orders(dir, day(date), first, rows, files).expect("write orders");
+}

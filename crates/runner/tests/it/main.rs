@@ -1,0 +1,7 @@
+//! End-to-end tests: the real `runner` binary against real PostgreSQL (a fresh
+//! database per test) and a real S3 server, asserting the loaded rows.
+
+mod bad_input;
+mod harness;
+mod loads;
+mod s3;
