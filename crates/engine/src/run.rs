@@ -237,7 +237,7 @@ impl Engine {
                     info!(
                         rows_read = outcome.rows_read,
                         rows_written = outcome.rows_written,
-                        watermark = outcome.watermark.as_deref().unwrap_or(""),
+                        watermark = outcome.watermark.as_deref(),
                         "pipeline succeeded"
                     );
                     report.status = Status::Success.as_str();

@@ -78,7 +78,7 @@ pub fn order(order_id: i64, day: NaiveDate) -> Order {
         total_cents,
         created_at,
         updated_at: created_at + 60_000_000,
-        note: (h % 5 == 0).then(|| format!("gift wrap order {order_id} ✓")),
+        note: h.is_multiple_of(5).then(|| format!("gift wrap order {order_id} ✓")),
     }
 }
 

@@ -6,6 +6,9 @@ use crate::loads::with;
 
 const SECRET: &str = "SuperSecret99";
 
+/// A pipeline name, the controller columns that make it bad, and what its audit error must say.
+type BadCase<'a> = (&'a str, Vec<(&'a str, &'a str)>, &'a str);
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_bad_pipeline_fails_alone_with_an_actionable_message() {
     let mut h = Harness::new("bad").await;
@@ -19,7 +22,7 @@ async fn each_bad_pipeline_fails_alone_with_an_actionable_message() {
 
     let good = with(&[("data_source", "'orders/dt={date}/'"), ("destination_connection", "'warehouse'")]);
     h.pipeline("good", &good).await;
-    let bad: Vec<(&str, Vec<(&str, &str)>, &str)> = vec![
+    let bad: Vec<BadCase> = vec![
         (
             "unknown_source",
             vec![("source_type", "'csvv'"), ("destination_table", "'t1'")],

@@ -1,0 +1,93 @@
+#!/usr/bin/env bash
+# Make the services Weir's tests and demo use available on loopback, without Docker:
+# reuse what is running, start what is installed, install what is missing
+# (apt-get, pip, cargo). Prints `export VAR=…` lines for the caller to eval:
+#
+#   eval "$(scripts/services.sh)"                 # all: postgres mariadb s3 smtp
+#   eval "$(scripts/services.sh postgres)"        # just what the tests need
+#
+# Progress goes to stderr; stdout carries only the exports.
+set -euo pipefail
+
+STATE=${WEIR_SERVICES_DIR:-$HOME/.cache/weir/services}
+mkdir -p "$STATE"
+say() { echo "services: $*" >&2; }
+port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+wait_port() {
+  for _ in $(seq 1 60); do port_open "$1" && return 0; sleep 0.5; done
+  say "nothing answers on 127.0.0.1:$1 ($2)"; return 1
+}
+apt_install() {
+  say "installing $* with apt-get"
+  if [[ ! -f "$STATE/apt-updated" ]]; then apt-get update -qq >&2 && touch "$STATE/apt-updated"; fi
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >&2
+}
+
+postgres() {
+  if ! port_open 5432; then
+    if ! ls /etc/postgresql/*/main >/dev/null 2>&1; then
+      apt_install postgresql postgresql-client
+      # A machine we just set up for tests: trust loopback, like the CI machines.
+      for hba in /etc/postgresql/*/main/pg_hba.conf; do
+        sed -i -E 's/^(host\s+all\s+all\s+(127\.0\.0\.1\/32|::1\/128)\s+)\S+/\1trust/' "$hba"
+        sed -i -E 's/^(local\s+all\s+(postgres|all)\s+)\S+/\1trust/' "$hba"
+      done
+    fi
+    say "starting PostgreSQL"
+    pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | sort -V | tail -n1)" main start >&2
+  fi
+  wait_port 5432 PostgreSQL
+  command -v psql >/dev/null || apt_install postgresql-client
+  echo "export WEIR_TEST_PG_URL=postgres://postgres@127.0.0.1:5432/postgres"
+}
+
+mariadb() {
+  if ! port_open 3306; then
+    [[ -x /usr/sbin/mariadbd ]] || apt_install mariadb-server mariadb-client
+    say "starting MariaDB"
+    mkdir -p /run/mysqld && chown mysql:mysql /run/mysqld 2>/dev/null || true
+    start-stop-daemon --start --oknodo --background --exec /usr/sbin/mariadbd -- --user=mysql >&2
+  fi
+  wait_port 3306 MariaDB
+  echo "export WEIR_TEST_MYSQL_URL=mysql://root@127.0.0.1:3306/test"
+}
+
+s3() {
+  local port=${WEIR_S3_PORT:-8014}
+  if ! port_open "$port"; then
+    if ! command -v s3s-fs >/dev/null; then
+      say "installing s3s-fs with cargo (a few minutes, once)"
+      cargo install --quiet --locked s3s-fs --version '~0.14' --features binary >&2
+    fi
+    mkdir -p "$STATE/s3/raw"
+    say "starting s3s-fs on 127.0.0.1:$port over $STATE/s3"
+    nohup s3s-fs --host 127.0.0.1 --port "$port" --access-key weir --secret-key weir-secret-key \
+      "$STATE/s3" >"$STATE/s3s-fs.log" 2>&1 &
+  fi
+  wait_port "$port" s3s-fs
+  echo "export WEIR_TEST_S3_ENDPOINT=http://127.0.0.1:$port"
+  echo "export WEIR_TEST_S3_URL='s3://raw?endpoint=http://127.0.0.1:$port&region=us-east-1&access_key_id=weir&secret_access_key=weir-secret-key&allow_http=true'"
+}
+
+smtp() {
+  local port=${WEIR_SMTP_PORT:-8025}
+  if ! port_open "$port"; then
+    python3 -c 'import aiosmtpd' 2>/dev/null || { say "installing aiosmtpd with pip"; pip install -q aiosmtpd >&2; }
+    mkdir -p "$STATE/maildir"
+    say "starting aiosmtpd on 127.0.0.1:$port, mail in $STATE/maildir"
+    nohup python3 -m aiosmtpd -n -l "127.0.0.1:$port" -c aiosmtpd.handlers.Mailbox "$STATE/maildir" \
+      >"$STATE/aiosmtpd.log" 2>&1 &
+  fi
+  wait_port "$port" aiosmtpd
+  echo "export WEIR_TEST_SMTP_URL=smtp://127.0.0.1:$port"
+  echo "export WEIR_TEST_MAILDIR=$STATE/maildir"
+}
+
+services=("$@")
+[[ ${#services[@]} -gt 0 ]] || services=(postgres mariadb s3 smtp)
+for s in "${services[@]}"; do
+  case "$s" in
+    postgres|mariadb|s3|smtp) "$s" ;;
+    *) say "unknown service '$s' (known: postgres mariadb s3 smtp)"; exit 2 ;;
+  esac
+done

@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# Run every test: starts the services the tests need, then the whole workspace's tests.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+eval "$(scripts/services.sh postgres)"
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/weir/target}
+# Tests each make their own database; drop those an earlier run left behind.
+psql "$WEIR_TEST_PG_URL" -Atqc "SELECT datname FROM pg_database WHERE datname LIKE 'weir\_t\_%'" |
+  while read -r db; do psql "$WEIR_TEST_PG_URL" -qc "DROP DATABASE IF EXISTS \"$db\"" >/dev/null; done
+
+cargo test --workspace --locked "$@"
