@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use arrow::array::{Array, ArrayRef, RecordBatch, Scalar, StringArray};
 use arrow::compute::kernels::cmp::{gt, gt_eq};
-use arrow::compute::{SortOptions, cast, concat, filter_record_batch, sort_to_indices};
+use arrow::compute::{SortOptions, concat, filter_record_batch, sort_to_indices};
 use arrow::datatypes::DataType;
 use arrow::util::display::array_value_to_string;
 
@@ -95,11 +95,6 @@ pub fn is_after(a: &str, b: &str, data_type: &DataType, column: &str) -> Result<
     let a = parse_as(a, data_type, column)?;
     let b = parse_as(b, data_type, column)?;
     Ok(gt(&a, &Scalar::new(b))?.value(0))
-}
-
-/// Cast helper re-exported for sources that conform batches to a schema.
-pub fn cast_column(array: &ArrayRef, to: &DataType) -> Result<ArrayRef> {
-    Ok(cast(array, to)?)
 }
 
 #[cfg(test)]
