@@ -21,7 +21,7 @@ def main(folder: str, dsn: str, table: str) -> None:
 
     pipeline = dlt.pipeline(
         pipeline_name=f"weir_bench_{table}",
-        destination=dlt.destinations.postgres(dsn),
+        destination=dlt.destinations.postgres(credentials=dsn),
         dataset_name="bench_dlt",
         pipelines_dir="bench/data/dlt-pipelines",
     )

@@ -27,13 +27,13 @@ $bin/runner init >/dev/null
 data=$PWD/bench/data
 mkdir -p "$data" bench/results
 export WEIR_CONN_BENCH=file://$data
-have_dlt=$(python3 -c 'import dlt' 2>/dev/null && echo yes || echo no)
+have_dlt=$(python3 -c "import dlt" 2>/dev/null && [[ -z ${WEIR_BENCH_SKIP_DLT:-} ]] && echo yes || echo no)
 
 # measure LABEL CMD...: prints "seconds peak_rss_mb"
 measure() {
   local out; out=$(mktemp)
   /usr/bin/time -f '%e %M' -o "$out" "$@" >/dev/null 2>"$out.err" || { cat "$out.err" >&2; return 1; }
-  awk '{printf "%.1f %.0f", $1, $2/1024}' "$out"
+  awk '{printf "%.1f %.0f\n", $1, $2/1024}' "$out"
 }
 
 results=bench/results/parquet_to_postgres.md
@@ -70,7 +70,7 @@ for rows in "${rows_list[@]}"; do
   row "$rows" "psql \\copy (CSV)" "$secs" "$rss"
 
   if [[ $have_dlt == yes ]]; then
-    read -r secs rss < <(measure python3 bench/dlt_load.py "$dir" "$db" orders_dlt)
+    read -r secs rss < <(measure python3 bench/dlt_load.py "$dir" "${db/postgres@/postgres:bench@}" orders_dlt)
     [[ $(psql -Atq "$db" -c "SELECT count(*) FROM bench_dlt.orders_dlt") == "$rows" ]] || { echo "dlt row count mismatch" >&2; exit 1; }
     row "$rows" "dlt (csv loader)" "$secs" "$rss"
   fi
