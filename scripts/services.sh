@@ -3,7 +3,7 @@
 # reuse what is running, start what is installed, install what is missing
 # (apt-get, pip, cargo). Prints `export VAR=…` lines for the caller to eval:
 #
-#   eval "$(scripts/services.sh)"                 # all: postgres mariadb s3 smtp
+#   eval "$(scripts/services.sh)"                 # all: postgres mariadb s3 smtp deltalake
 #   eval "$(scripts/services.sh postgres)"        # just what the tests need
 #
 # Progress goes to stderr; stdout carries only the exports.
@@ -83,11 +83,21 @@ smtp() {
   echo "export WEIR_TEST_MAILDIR=$STATE/maildir"
 }
 
+# Not a server: the independent Delta reader the tests check tables with
+# (the Python deltalake package, delta-rs's Python binding, and pyarrow).
+deltalake() {
+  if ! python3 -c 'import deltalake, pyarrow' 2>/dev/null; then
+    say "installing the Python deltalake reader with pip"
+    pip install -q "deltalake>=1.2,<2" "pyarrow>=15" >&2
+  fi
+  echo "export WEIR_TEST_DELTA_READER=python3"
+}
+
 services=("$@")
-[[ ${#services[@]} -gt 0 ]] || services=(postgres mariadb s3 smtp)
+[[ ${#services[@]} -gt 0 ]] || services=(postgres mariadb s3 smtp deltalake)
 for s in "${services[@]}"; do
   case "$s" in
-    postgres|mariadb|s3|smtp) "$s" ;;
-    *) say "unknown service '$s' (known: postgres mariadb s3 smtp)"; exit 2 ;;
+    postgres|mariadb|s3|smtp|deltalake) "$s" ;;
+    *) say "unknown service '$s' (known: postgres mariadb s3 smtp deltalake)"; exit 2 ;;
   esac
 done

@@ -117,7 +117,14 @@ impl ConnectionUrl {
 
     /// The secret parts of this URL, for a [`Redactor`].
     pub fn secrets(&self) -> Vec<String> {
-        let mut out = vec![self.url.expose().to_owned()];
+        let mut out = Vec::new();
+        // The whole URL too, when it holds a secret (a URL without one, like
+        // file:///data/lake, is no secret and is what errors must name).
+        let has_secret = self.parsed.password().is_some()
+            || self.parsed.query_pairs().any(|(k, v)| is_secret_param(&k) && !v.is_empty());
+        if has_secret {
+            out.push(self.url.expose().to_owned());
+        }
         if let Some(p) = self.parsed.password() {
             out.push(p.to_owned());
             if let Ok(decoded) = urldecode(p) {

@@ -21,6 +21,7 @@ pub use error::{Domain, Error, Result};
 pub use ident::{Ident, quote_ident};
 pub use pipeline::{ControllerRow, LoadType, PipelineDef};
 pub use traits::{
-    BatchStream, LoadOutcome, LoadRequest, Position, ReadRequest, Sink, SinkContext, SinkFactory, SinkRegistration,
-    Source, SourceBatch, SourceContext, SourceFactory, SourceRegistration, SourceStream, WatermarkFilter,
+    BatchStream, DefaultConnection, LoadOutcome, LoadRequest, Position, ReadRequest, Sink, SinkContext, SinkFactory,
+    SinkRegistration, Source, SourceBatch, SourceContext, SourceFactory, SourceRegistration, SourceStream, TableEntry,
+    WatermarkFilter,
 };

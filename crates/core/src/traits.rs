@@ -71,6 +71,11 @@ pub struct LoadRequest {
     pub replace_date: Option<RunDate>,
     /// The watermark to commit if the stream yields no batch.
     pub watermark_before: Option<String>,
+    /// This pipeline run's place in a sequence the metadata store hands out:
+    /// the same for every attempt of one run, higher for every later run. A
+    /// sink that records it with its commit (Delta's application transaction)
+    /// can tell a retry of a commit that already landed from a new one.
+    pub load_seq: i64,
 }
 
 /// What a sink committed.
@@ -82,6 +87,36 @@ pub struct LoadOutcome {
     /// Rows read from the stream (after source-side filtering).
     pub rows_read: u64,
     pub bytes_read: u64,
+    /// The lake table the load committed, for the catalog (sinks that keep one).
+    pub table: Option<TableEntry>,
+}
+
+/// A lake table as the catalog records it: what a query engine needs to find it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TableEntry {
+    pub schema_name: String,
+    pub table_name: String,
+    /// `delta`.
+    pub format: &'static str,
+    /// The table's URI, without credentials.
+    pub location: String,
+    /// The connection name whose credentials reach it; `None` for the default lake.
+    pub connection: Option<String>,
+    pub version: i64,
+    /// The columns, as `[{"name", "type", "nullable"}]`.
+    pub columns: serde_json::Value,
+    pub partition_by: Vec<String>,
+}
+
+/// Where a sink writes when the controller row names no destination connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DefaultConnection {
+    /// Nothing: the row must name one.
+    None,
+    /// The metadata database (a `postgres` destination).
+    MetadataDb,
+    /// The default lake: `WEIR_LAKE_URI`, else a `lake/` folder in the working directory.
+    Lake,
 }
 
 /// What a source factory gets: the pipeline, its resolved connection and its options.
@@ -140,8 +175,8 @@ pub struct SinkRegistration {
     /// The `destination_type` value: `postgres`.
     pub name: &'static str,
     pub option_keys: &'static [&'static str],
-    /// Without a `destination_connection`, use the metadata database.
-    pub defaults_to_metadata_db: bool,
+    /// What a row without a `destination_connection` writes to.
+    pub default_connection: DefaultConnection,
     pub build: SinkFactory,
 }
 

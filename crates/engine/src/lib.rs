@@ -7,8 +7,11 @@
 //! pipeline never stops the others; transient errors are retried with backoff,
 //! each attempt its own audit row.
 
+mod lake;
 mod registry;
 mod run;
 
+pub use lake::{Dialect, LAKE_URI_VAR, MaintainOutcome};
 pub use registry::Registry;
-pub use run::{Engine, PipelineReport, RunConfig, RunReport};
+pub use run::{Engine, EnvLookup, PipelineReport, RunConfig, RunReport};
+pub use weir_delta::{MaintainOptions, MaintainReport, QueryResult};

@@ -16,7 +16,7 @@ impl Registry {
     /// Every built-in connector.
     pub fn builtin() -> Self {
         let sources = [weir_source_parquet::REGISTRATION];
-        let sinks = [weir_sink_postgres::REGISTRATION];
+        let sinks = [weir_sink_postgres::REGISTRATION, weir_delta::REGISTRATION];
         Self {
             sources: sources.into_iter().map(|r| (r.name, r)).collect(),
             sinks: sinks.into_iter().map(|r| (r.name, r)).collect(),

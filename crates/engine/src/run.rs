@@ -9,8 +9,8 @@ use uuid::Uuid;
 use weir_core::options;
 use weir_core::traits::{LoadRequest, ReadRequest, SinkContext, SourceContext, WatermarkFilter};
 use weir_core::{
-    BatchStream, ConnectionUrl, ControllerRow, Error, LoadOutcome, LoadType, PipelineDef, Redactor, Result, RunDate,
-    Sink, Source, SourceStream,
+    BatchStream, ConnectionUrl, ControllerRow, DefaultConnection, Error, LoadOutcome, LoadType, PipelineDef, Redactor,
+    Result, RunDate, Sink, Source, SourceStream,
 };
 use weir_meta::{AttemptEnd, AttemptStart, MetaStore, Status};
 
@@ -115,6 +115,11 @@ impl Engine {
         &self.meta
     }
 
+    /// Knows every secret the engine itself holds (the metadata database's).
+    pub(crate) fn redactor(&self) -> &Redactor {
+        &self.redactor
+    }
+
     /// Run every selected pipeline for the run date; a failing pipeline never stops the others.
     pub async fn run(&self, config: &RunConfig) -> Result<RunReport> {
         let run_id = Uuid::new_v4();
@@ -204,6 +209,17 @@ impl Engine {
             }
         };
 
+        // One number for every attempt of this run: a sink that commits it can
+        // tell a retry of a load that already landed from a new load.
+        let load_seq = match self.meta.next_load_seq().await {
+            Ok(seq) => seq,
+            Err(e) => {
+                let message = redactor.redact(&format!("pipeline `{}`: {e}", row.name));
+                report.error = Some(message);
+                report.duration_ms = started.elapsed().as_millis() as u64;
+                return report;
+            }
+        };
         let max_attempts = prepared.options.retries + 1;
         for attempt in 1..=max_attempts {
             report.attempts = attempt;
@@ -216,7 +232,7 @@ impl Engine {
                 }
             };
             let heartbeat = self.spawn_heartbeat(audit_id);
-            let result = self.attempt(&prepared, run_id, config).await;
+            let result = self.attempt(&prepared, run_id, load_seq, config).await;
             heartbeat.abort();
 
             match result {
@@ -291,10 +307,13 @@ impl Engine {
                 }
                 None => None,
             };
-            let sink_conn = match &def.destination_connection {
-                Some(name) => Some(self.resolve(name, &mut redactor).map_err(|e| e.context("destination_connection"))?),
-                None if sink_reg.defaults_to_metadata_db => Some(self.metadata_url.clone()),
-                None => None,
+            let sink_conn = match (&def.destination_connection, sink_reg.default_connection) {
+                (Some(name), _) => {
+                    Some(self.resolve(name, &mut redactor).map_err(|e| e.context("destination_connection"))?)
+                }
+                (None, DefaultConnection::MetadataDb) => Some(self.metadata_url.clone()),
+                (None, DefaultConnection::Lake) => Some(self.default_lake(&mut redactor)?),
+                (None, DefaultConnection::None) => None,
             };
             let source =
                 (source_reg.build)(SourceContext { pipeline: &def, connection: source_conn, options: &def.options })?;
@@ -307,15 +326,28 @@ impl Engine {
         }
     }
 
-    fn resolve(&self, name: &str, redactor: &mut Redactor) -> Result<ConnectionUrl> {
+    pub(crate) fn resolve(&self, name: &str, redactor: &mut Redactor) -> Result<ConnectionUrl> {
         let conn = ConnectionUrl::resolve(name, |k| (self.env)(k))?;
+        redactor.add_connection(&conn);
+        Ok(conn)
+    }
+
+    /// The lake a destination without a connection writes to.
+    pub(crate) fn default_lake(&self, redactor: &mut Redactor) -> Result<ConnectionUrl> {
+        let conn = crate::lake::default_lake(&self.env)?;
         redactor.add_connection(&conn);
         Ok(conn)
     }
 
     /// One attempt: read the watermark, stream the source into the sink.
     /// Returns what was committed and the watermark it started from.
-    async fn attempt(&self, p: &Prepared, run_id: Uuid, config: &RunConfig) -> Result<(LoadOutcome, Option<String>)> {
+    async fn attempt(
+        &self,
+        p: &Prepared,
+        run_id: Uuid,
+        load_seq: i64,
+        config: &RunConfig,
+    ) -> Result<(LoadOutcome, Option<String>)> {
         let def = &p.def;
         let stored = self.meta.watermark(def.id).await?;
         // What the destination committed wins: it is what the data holds, even if
@@ -353,8 +385,12 @@ impl Engine {
                     replace_date: (def.load_type == LoadType::Incremental && date_sliced && def.primary_key.is_empty())
                         .then_some(config.run_date),
                     watermark_before: watermark_before.clone(),
+                    load_seq,
                 };
                 let outcome = p.sink.load(&load, stream).instrument(info_span!("load")).await?;
+                if let Some(table) = &outcome.table {
+                    self.meta.register_table(table, &def.name).await?;
+                }
                 if def.watermark_column.is_some() {
                     self.meta
                         .save_watermark(def.id, &def.name, outcome.watermark.as_deref(), run_id, config.run_date.date())

@@ -6,7 +6,7 @@ use sqlx::migrate::Migrator;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{PgPool, Row};
 use uuid::Uuid;
-use weir_core::{ConnectionUrl, ControllerRow, Error, Result};
+use weir_core::{ConnectionUrl, ControllerRow, Error, Result, TableEntry};
 
 static MIGRATOR: Migrator = sqlx::migrate!("../../migrations");
 
@@ -85,6 +85,44 @@ pub struct AuditRow {
     pub watermark_after: Option<String>,
     pub heartbeat_at: DateTime<Utc>,
     pub error_message: Option<String>,
+    /// `load` or `maintain`.
+    pub operation: String,
+}
+
+/// One row of `catalog`.
+#[derive(Debug, Clone, serde::Serialize, sqlx::FromRow)]
+pub struct CatalogRow {
+    pub schema_name: String,
+    pub table_name: String,
+    pub format: String,
+    pub location: String,
+    pub connection: Option<String>,
+    pub version: i64,
+    pub columns: serde_json::Value,
+    pub partition_by: Vec<String>,
+    pub pipeline_name: Option<String>,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl CatalogRow {
+    pub fn name(&self) -> String {
+        format!("{}.{}", self.schema_name, self.table_name)
+    }
+}
+
+/// A maintenance run on one lake table, as `audit` records it.
+#[derive(Debug, Clone)]
+pub struct MaintenanceRecord<'a> {
+    pub table: &'a str,
+    pub run_id: Uuid,
+    pub run_date: NaiveDate,
+    pub started: DateTime<Utc>,
+    pub status: Status,
+    pub files_changed: Option<i64>,
+    pub details: Option<serde_json::Value>,
+    /// Already redacted.
+    pub error_message: Option<String>,
+    pub error_domain: Option<String>,
 }
 
 /// The metadata database.
@@ -278,12 +316,94 @@ impl MetaStore {
         Ok(())
     }
 
+    /// The next load sequence number (see `migrations/0002_catalog.sql`).
+    pub async fn next_load_seq(&self) -> Result<i64> {
+        sqlx::query_scalar("SELECT nextval('load_seq')")
+            .fetch_one(&self.pool)
+            .await
+            .map_err(|e| db_error(e, "drawing a load sequence number"))
+    }
+
+    /// Record (or update) a lake table a pipeline committed.
+    pub async fn register_table(&self, entry: &TableEntry, pipeline_name: &str) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO catalog (schema_name, table_name, format, location, connection, version, columns,
+                                  partition_by, pipeline_name)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+             ON CONFLICT (schema_name, table_name) DO UPDATE
+             SET format = EXCLUDED.format, location = EXCLUDED.location, connection = EXCLUDED.connection,
+                 version = EXCLUDED.version, columns = EXCLUDED.columns, partition_by = EXCLUDED.partition_by,
+                 pipeline_name = EXCLUDED.pipeline_name, updated_at = now()",
+        )
+        .bind(&entry.schema_name)
+        .bind(&entry.table_name)
+        .bind(entry.format)
+        .bind(&entry.location)
+        .bind(&entry.connection)
+        .bind(entry.version)
+        .bind(&entry.columns)
+        .bind(&entry.partition_by)
+        .bind(pipeline_name)
+        .execute(&self.pool)
+        .await
+        .map_err(|e| db_error(e, "registering the table in the catalog"))?;
+        Ok(())
+    }
+
+    /// The catalog, by name.
+    pub async fn catalog(&self) -> Result<Vec<CatalogRow>> {
+        sqlx::query_as::<_, CatalogRow>(
+            "SELECT schema_name, table_name, format, location, connection, version, columns, partition_by,
+                    pipeline_name, updated_at
+             FROM catalog ORDER BY schema_name, table_name",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(|e| db_error(e, "reading the catalog"))
+    }
+
+    /// Record a table's new version after maintenance.
+    pub async fn set_table_version(&self, schema_name: &str, table_name: &str, version: i64) -> Result<()> {
+        sqlx::query("UPDATE catalog SET version = $3, updated_at = now() WHERE schema_name = $1 AND table_name = $2")
+            .bind(schema_name)
+            .bind(table_name)
+            .bind(version)
+            .execute(&self.pool)
+            .await
+            .map_err(|e| db_error(e, "updating the catalog"))?;
+        Ok(())
+    }
+
+    /// Write one finished maintenance run to `audit` (`operation = 'maintain'`,
+    /// `pipeline_name` the table's name).
+    pub async fn record_maintenance(&self, m: &MaintenanceRecord<'_>) -> Result<i64> {
+        sqlx::query_scalar(
+            "INSERT INTO audit (pipeline_name, run_id, run_date, status, start_time, end_time, records_processed,
+                                details, error_message, error_domain, operation, host)
+             VALUES ($1, $2, $3, $4, $5, now(), $6, $7, $8, $9, 'maintain', $10)
+             RETURNING audit_id",
+        )
+        .bind(m.table)
+        .bind(m.run_id)
+        .bind(m.run_date)
+        .bind(m.status.as_str())
+        .bind(m.started)
+        .bind(m.files_changed)
+        .bind(&m.details)
+        .bind(&m.error_message)
+        .bind(&m.error_domain)
+        .bind(hostname())
+        .fetch_one(&self.pool)
+        .await
+        .map_err(|e| db_error(e, "writing the maintenance audit row"))
+    }
+
     /// The last `last` audit rows, newest first, of one pipeline or all.
     pub async fn audit_history(&self, pipeline: Option<&str>, last: i64) -> Result<Vec<AuditRow>> {
         sqlx::query_as::<_, AuditRow>(
             "SELECT audit_id, pipeline_id, pipeline_name, run_id, run_date, status, attempt,
                     start_time, end_time, records_read, records_processed, bytes_read,
-                    watermark_before, watermark_after, heartbeat_at, error_message
+                    watermark_before, watermark_after, heartbeat_at, error_message, operation
              FROM audit
              WHERE $1::text IS NULL OR pipeline_name = $1
              ORDER BY audit_id DESC

@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use weir_core::{ConnectionUrl, Redactor, RunDate};
-use weir_engine::{Engine, Registry, RunConfig};
+use weir_engine::{Dialect, Engine, MaintainOptions, Registry, RunConfig};
 use weir_meta::MetaStore;
 
 use crate::output::Format;
@@ -46,7 +46,7 @@ enum LogFormat {
 
 #[derive(Subcommand, Debug)]
 enum Command {
-    /// Create or upgrade the metadata tables (controller, audit, watermark). Idempotent.
+    /// Create or upgrade the metadata tables (controller, audit, watermark, catalog). Idempotent.
     Init,
     /// Run every active pipeline (or those named) for a date.
     Run(RunArgs),
@@ -56,6 +56,60 @@ enum Command {
     Pipelines(FormatArgs),
     /// Check each pipeline's configuration and connections without moving data.
     Check(CheckArgs),
+    /// List the lake tables Weir has written (`catalog ddl`: register them in Spark or Trino).
+    Catalog(CatalogArgs),
+    /// Run SQL over the catalog's Delta tables: runner query "SELECT … FROM bronze.orders".
+    Query(QueryArgs),
+    /// Compact small files and vacuum old versions of the catalog's Delta tables.
+    Maintain(MaintainArgs),
+}
+
+#[derive(Args, Debug)]
+struct CatalogArgs {
+    #[command(subcommand)]
+    action: Option<CatalogAction>,
+    #[arg(long, value_enum, default_value_t = Format::Table)]
+    format: Format,
+}
+
+#[derive(Subcommand, Debug)]
+enum CatalogAction {
+    /// Print the statements that register every catalog table in another engine.
+    Ddl {
+        #[arg(long, value_enum, default_value_t = DdlDialect::Spark)]
+        dialect: DdlDialect,
+    },
+}
+
+#[derive(Copy, Clone, Debug, ValueEnum)]
+enum DdlDialect {
+    /// `CREATE TABLE … USING DELTA LOCATION …` (Spark SQL, Hive Metastore, Databricks).
+    Spark,
+    /// `CALL delta.system.register_table(…)` (Trino's Delta Lake connector).
+    Trino,
+}
+
+#[derive(Args, Debug)]
+struct QueryArgs {
+    /// The SQL; name tables as schema.table, as `runner catalog` lists them.
+    sql: String,
+    #[arg(long, value_enum, default_value_t = Format::Table)]
+    format: Format,
+}
+
+#[derive(Args, Debug)]
+struct MaintainArgs {
+    /// Only this table, as schema.table (repeatable); all catalog tables when absent.
+    #[arg(long = "table", short = 't')]
+    tables: Vec<String>,
+    /// Keep the files that versions of the last N hours need (time travel, slow readers).
+    #[arg(long, default_value_t = 168)]
+    retention_hours: u64,
+    /// Compact into files of about this many MiB (default: delta-rs's, 100 MiB).
+    #[arg(long)]
+    target_file_mb: Option<u64>,
+    #[arg(long, value_enum, default_value_t = Format::Table)]
+    format: Format,
 }
 
 #[derive(Args, Debug, Clone, Default)]
@@ -126,7 +180,7 @@ fn init_logging(format: LogFormat) {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_env("WEIR_LOG")
         .or_else(|_| EnvFilter::try_from_default_env())
-        .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,buoyant_kernel=warn"));
+        .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,buoyant_kernel=warn,deltalake_core=off"));
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr()) && std::env::var_os("NO_COLOR").is_none();
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi);
     match format {
@@ -167,6 +221,9 @@ async fn run(cli: Cli) -> ExitCode {
             Err(e) => Err(e.to_string()),
         },
         Command::Check(args) => return check(meta, url, &args.pipelines, &redactor).await,
+        Command::Catalog(args) => catalog(&engine(meta, url), args).await,
+        Command::Query(args) => query(&engine(meta, url), args).await,
+        Command::Maintain(args) => return maintain(&engine(meta, url), args, &redactor).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -191,7 +248,7 @@ async fn init(meta: &MetaStore) -> Result<(), String> {
         for m in &report.applied {
             println!("applied migration {m}");
         }
-        println!("metadata tables ready: controller, audit, watermark");
+        println!("metadata tables ready: controller, audit, watermark, catalog");
     }
     Ok(())
 }
@@ -228,4 +285,39 @@ async fn check(meta: MetaStore, url: ConnectionUrl, pipelines: &[String], redact
         }
     }
     if ok { ExitCode::SUCCESS } else { ExitCode::from(1) }
+}
+
+async fn catalog(engine: &Engine, args: CatalogArgs) -> Result<(), String> {
+    match args.action {
+        None => output::catalog(&engine.catalog().await.map_err(|e| e.to_string())?, args.format),
+        Some(CatalogAction::Ddl { dialect }) => {
+            let dialect = match dialect {
+                DdlDialect::Spark => Dialect::Spark,
+                DdlDialect::Trino => Dialect::Trino,
+            };
+            print!("{}", engine.catalog_ddl(dialect).await.map_err(|e| e.to_string())?);
+            Ok(())
+        }
+    }
+}
+
+/// A query's errors before the first row (bad SQL, unknown table) exit with 2.
+async fn query(engine: &Engine, args: QueryArgs) -> Result<(), String> {
+    let result = engine.query(&args.sql).await.map_err(|e| e.to_string())?;
+    output::query(result, args.format).await
+}
+
+async fn maintain(engine: &Engine, args: MaintainArgs, redactor: &Redactor) -> ExitCode {
+    let options = MaintainOptions {
+        retention: std::time::Duration::from_secs(args.retention_hours.saturating_mul(3600)),
+        target_file_size: args.target_file_mb.and_then(|mb| std::num::NonZeroU64::new(mb.saturating_mul(1 << 20))),
+    };
+    let outcomes = match engine.maintain(&args.tables, &options).await {
+        Ok(o) => o,
+        Err(e) => return usage_error(e.message(), redactor),
+    };
+    if let Err(e) = output::maintain(&outcomes, args.format) {
+        return usage_error(&e, redactor);
+    }
+    if outcomes.iter().all(|o| o.error.is_none()) { ExitCode::SUCCESS } else { ExitCode::from(1) }
 }

@@ -2,9 +2,10 @@
 
 use clap::ValueEnum;
 use comfy_table::{ContentArrangement, Table, presets::UTF8_FULL_CONDENSED};
+use futures::StreamExt;
 use weir_core::ControllerRow;
-use weir_engine::RunReport;
-use weir_meta::AuditRow;
+use weir_engine::{MaintainOutcome, QueryResult, RunReport};
+use weir_meta::{AuditRow, CatalogRow};
 
 #[derive(Copy, Clone, Debug, Default, ValueEnum)]
 pub enum Format {
@@ -123,7 +124,10 @@ pub fn audit(rows: &[AuditRow], format: Format) -> Out {
         .map(|r| {
             vec![
                 r.audit_id.to_string(),
-                r.pipeline_name.clone(),
+                match r.operation.as_str() {
+                    "load" => r.pipeline_name.clone(),
+                    op => format!("{op}: {}", r.pipeline_name),
+                },
                 r.run_date.to_string(),
                 r.status.clone(),
                 r.attempt.to_string(),
@@ -174,4 +178,83 @@ pub fn pipelines(rows: &[ControllerRow], format: Format) -> Out {
         })
         .collect();
     emit(format, &header, table_rows, || json_out(&rows))
+}
+
+pub fn catalog(rows: &[CatalogRow], format: Format) -> Out {
+    let header = ["table", "format", "version", "columns", "partition_by", "location", "pipeline", "updated_at"];
+    let table_rows = rows
+        .iter()
+        .map(|r| {
+            vec![
+                r.name(),
+                r.format.clone(),
+                r.version.to_string(),
+                r.columns.as_array().map(Vec::len).unwrap_or_default().to_string(),
+                r.partition_by.join(", "),
+                r.location.clone(),
+                opt(&r.pipeline_name),
+                r.updated_at.format("%Y-%m-%d %H:%M:%S").to_string(),
+            ]
+        })
+        .collect();
+    emit(format, &header, table_rows, || json_out(&rows))
+}
+
+/// Print a query's rows: a table (collected, for people), or CSV / JSON lines
+/// streamed batch by batch (for machines, however large the answer).
+pub async fn query(mut result: QueryResult, format: Format) -> Out {
+    let stdout = std::io::stdout();
+    match format {
+        Format::Table => {
+            let mut batches = Vec::new();
+            while let Some(batch) = result.batches.next().await {
+                batches.push(batch.map_err(|e| e.to_string())?);
+            }
+            let rows: usize = batches.iter().map(|b| b.num_rows()).sum();
+            if batches.is_empty() {
+                let names: Vec<&str> = result.schema.fields().iter().map(|f| f.name().as_str()).collect();
+                println!("{}", names.join(" | "));
+            } else {
+                println!("{}", arrow::util::pretty::pretty_format_batches(&batches).map_err(|e| e.to_string())?);
+            }
+            println!("({rows} row{})", if rows == 1 { "" } else { "s" });
+            Ok(())
+        }
+        Format::Csv => {
+            let mut writer = arrow::csv::WriterBuilder::new().with_header(true).build(stdout.lock());
+            while let Some(batch) = result.batches.next().await {
+                writer.write(&batch.map_err(|e| e.to_string())?).map_err(|e| e.to_string())?;
+            }
+            Ok(())
+        }
+        Format::Json => {
+            let mut writer = arrow::json::LineDelimitedWriter::new(stdout.lock());
+            while let Some(batch) = result.batches.next().await {
+                writer.write(&batch.map_err(|e| e.to_string())?).map_err(|e| e.to_string())?;
+            }
+            writer.finish().map_err(|e| e.to_string())
+        }
+    }
+}
+
+pub fn maintain(outcomes: &[MaintainOutcome], format: Format) -> Out {
+    let header =
+        ["table", "status", "files compacted", "files written", "files vacuumed", "version", "duration", "error"];
+    let rows = outcomes
+        .iter()
+        .map(|o| {
+            let r = o.report.clone().unwrap_or_default();
+            vec![
+                o.table.clone(),
+                if o.error.is_none() { "success" } else { "failed" }.to_owned(),
+                r.files_compacted.to_string(),
+                r.files_written.to_string(),
+                r.files_vacuumed.to_string(),
+                r.version.to_string(),
+                duration(o.duration_ms),
+                opt(&o.error),
+            ]
+        })
+        .collect();
+    emit(format, &header, rows, || json_out(&outcomes))
 }

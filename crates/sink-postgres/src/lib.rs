@@ -17,14 +17,18 @@ mod load;
 mod table;
 mod types;
 
-use weir_core::{Error, Result, SinkContext, SinkRegistration};
+use weir_core::{DefaultConnection, Error, Result, SinkContext, SinkRegistration};
 
 pub use load::PostgresSink;
 pub use types::{ColumnPlan, existing_column, new_column};
 
 /// How the engine finds this sink: `destination_type = 'postgres'`.
-pub const REGISTRATION: SinkRegistration =
-    SinkRegistration { name: "postgres", option_keys: PostgresOptions::KEYS, defaults_to_metadata_db: true, build };
+pub const REGISTRATION: SinkRegistration = SinkRegistration {
+    name: "postgres",
+    option_keys: PostgresOptions::KEYS,
+    default_connection: DefaultConnection::MetadataDb,
+    build,
+};
 
 /// `options` keys of a postgres destination.
 #[derive(Debug, Clone, Default, serde::Deserialize)]

@@ -72,6 +72,7 @@ impl Harness {
             .current_dir(self.dir.path())
             .env("WEIR_DATABASE_URL", &self.db_url)
             .env_remove("DATABASE_URL")
+            .env_remove("WEIR_LAKE_URI")
             .env("NO_COLOR", "1")
             .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .output()
@@ -82,6 +83,13 @@ impl Harness {
 
     pub async fn run_date(&self, date: &str) -> Run {
         self.runner(&["--date", date]).await
+    }
+
+    /// Run a date and require every pipeline to succeed.
+    pub async fn run_ok(&self, date: &str) -> Run {
+        let run = self.run_date(date).await;
+        assert_eq!(run.code, 0, "{}", run.all());
+        run
     }
 
     /// Insert a controller row from `column = value` SQL fragments.

@@ -1,7 +1,9 @@
 //! End-to-end tests: the real `runner` binary against real PostgreSQL (a fresh
-//! database per test) and a real S3 server, asserting the loaded rows.
+//! database per test) and a real S3 server, asserting the loaded rows (Delta
+//! tables read back by an independent reader, Python `deltalake`).
 
 mod bad_input;
+mod delta;
 mod harness;
 mod loads;
 mod s3;

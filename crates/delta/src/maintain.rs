@@ -1,0 +1,91 @@
+//! Table maintenance: compact small files (OPTIMIZE), then delete files no
+//! version within the retention period needs (VACUUM), then drop Weir's commit
+//! markers that no committed transaction points at any more.
+
+use std::num::NonZeroU64;
+use std::time::Duration;
+
+use futures::TryStreamExt;
+use object_store::ObjectStoreExt;
+use object_store::path::Path;
+use serde::Serialize;
+use weir_core::{Error, Result};
+
+use crate::error::delta_error;
+use crate::location::TableLocation;
+use crate::query::open;
+
+#[derive(Debug, Clone)]
+pub struct MaintainOptions {
+    /// Keep the files that versions of the last `retention` need (time travel, slow readers).
+    pub retention: Duration,
+    /// Compact into files of about this size.
+    pub target_file_size: Option<NonZeroU64>,
+}
+
+/// What maintenance did to one table.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct MaintainReport {
+    pub files_compacted: u64,
+    pub files_written: u64,
+    pub files_vacuumed: u64,
+    pub markers_removed: u64,
+    pub version: i64,
+}
+
+pub async fn maintain(location: &TableLocation, options: &MaintainOptions) -> Result<MaintainReport> {
+    let what = |op: &str| format!("{op} the Delta table at {}", location.display());
+    let table = open(location).await?;
+    let mut optimize = table.optimize();
+    if let Some(size) = options.target_file_size {
+        optimize = optimize.with_target_size(size);
+    }
+    let (table, compacted) = optimize.await.map_err(|e| delta_error(e, &what("compacting")))?;
+    let retention =
+        chrono::Duration::from_std(options.retention).map_err(|_| Error::user("the retention period is too long"))?;
+    let (table, vacuumed) = table
+        .vacuum()
+        .with_retention_period(retention)
+        // The caller chose the retention: below the table's own minimum is allowed.
+        .with_enforce_retention_duration(false)
+        .await
+        .map_err(|e| delta_error(e, &what("vacuuming")))?;
+    let markers_removed = prune_markers(&table).await?;
+    Ok(MaintainReport {
+        files_compacted: compacted.num_files_removed,
+        files_written: compacted.num_files_added,
+        files_vacuumed: vacuumed.files_deleted.len() as u64,
+        markers_removed,
+        version: table.version().unwrap_or_default() as i64,
+    })
+}
+
+/// Delete `_weir/<pipeline>/<seq>.json` markers older than the pipeline's
+/// committed load: only the committed one can ever be read again.
+async fn prune_markers(table: &deltalake::DeltaTable) -> Result<u64> {
+    let store = table.object_store();
+    let state = table.snapshot().map_err(|e| delta_error(e, "reading the table"))?;
+    let markers: Vec<_> = store
+        .list(Some(&Path::from("_weir")))
+        .try_collect()
+        .await
+        .map_err(|e| Error::transient(format!("listing Weir's commit markers: {e}")))?;
+    let mut removed = 0;
+    for meta in markers {
+        let parts: Vec<_> = meta.location.parts().collect();
+        let [_, pipeline, file] = parts.as_slice() else { continue };
+        let Some(seq) = file.as_ref().strip_suffix(".json").and_then(|s| s.parse::<i64>().ok()) else { continue };
+        let committed = state
+            .transaction_version(table.log_store().as_ref(), format!("weir:{}", pipeline.as_ref()))
+            .await
+            .map_err(|e| delta_error(e, "reading the table's application transactions"))?;
+        if committed.is_some_and(|c| seq < c) {
+            store
+                .delete(&meta.location)
+                .await
+                .map_err(|e| Error::transient(format!("deleting an old commit marker: {e}")))?;
+            removed += 1;
+        }
+    }
+    Ok(removed)
+}

@@ -1,0 +1,124 @@
+//! SQL over the catalog's Delta tables with DataFusion: `SELECT city, count(*)
+//! FROM bronze.person_sabt GROUP BY city`. Only the tables a statement names are
+//! opened; each is read at its latest version, with DataFusion's pruning by
+//! partition values and file statistics.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use arrow::array::RecordBatch;
+use arrow::datatypes::SchemaRef;
+use datafusion::catalog::MemorySchemaProvider;
+use datafusion::common::TableReference;
+use datafusion::config::Dialect;
+use datafusion::prelude::SessionContext;
+use deltalake::datafusion;
+use deltalake::{DeltaTable, DeltaTableBuilder};
+use futures::stream::BoxStream;
+use futures::{StreamExt, TryStreamExt};
+use weir_core::{Error, Result};
+
+use crate::error::delta_error;
+use crate::location::TableLocation;
+
+/// A table a query may name, as `schema_name.table_name`.
+#[derive(Debug, Clone)]
+pub struct QueryTable {
+    pub schema_name: String,
+    pub table_name: String,
+    /// Where it is, or why it cannot be reached (reported only if a query names it).
+    pub location: Result<TableLocation>,
+}
+
+/// A query's answer: its schema, then its rows as they are computed.
+pub struct QueryResult {
+    pub schema: SchemaRef,
+    pub batches: BoxStream<'static, Result<RecordBatch>>,
+}
+
+/// Run `sql` over `tables` and stream the result. Bad SQL and unknown tables
+/// are the user's errors; an unreachable table is an external one.
+pub async fn query(tables: &[QueryTable], sql: &str) -> Result<QueryResult> {
+    let ctx = SessionContext::new();
+    let state = ctx.state();
+    let statement = state
+        .sql_to_statement(sql, &Dialect::Generic)
+        .map_err(|e| Error::user(format!("the SQL is not valid: {e}")))?;
+    let named =
+        state.resolve_table_references(&statement).map_err(|e| Error::user(format!("the SQL is not valid: {e}")))?;
+
+    let by_name: HashMap<(&str, &str), &QueryTable> =
+        tables.iter().map(|t| ((t.schema_name.as_str(), t.table_name.as_str()), t)).collect();
+    let catalog = ctx
+        .catalog(&state.config().options().catalog.default_catalog)
+        .ok_or_else(|| Error::internal("DataFusion has no default catalog"))?;
+    for reference in named {
+        let (schema, table) = match &reference {
+            TableReference::Partial { schema, table } => (schema.as_ref(), table.as_ref()),
+            TableReference::Full { schema, table, .. } => (schema.as_ref(), table.as_ref()),
+            TableReference::Bare { table } => {
+                // A CTE's name is a bare reference too; only complain if it is a catalog table's name.
+                if tables.iter().any(|t| t.table_name == table.as_ref()) {
+                    return Err(Error::user(format!(
+                        "name the table with its schema: `<schema>.{table}` (`runner catalog` lists them)"
+                    )));
+                }
+                continue;
+            }
+        };
+        let Some(entry) = by_name.get(&(schema, table)) else {
+            return Err(Error::user(format!(
+                "table `{schema}.{table}` is not in the catalog; `runner catalog` lists the tables Weir has written"
+            )));
+        };
+        let location = entry.location.as_ref().map_err(Clone::clone)?;
+        let delta = open(location).await?;
+        delta.update_datafusion_session(&ctx.state()).map_err(|e| delta_error(e, "preparing the query"))?;
+        let provider = delta.table_provider().await.map_err(|e| {
+            Error::external(format!("reading the Delta table `{schema}.{table}` at {}: {e}", location.display()))
+        })?;
+        let schema_provider = match catalog.schema(schema) {
+            Some(s) => s,
+            None => {
+                let created = Arc::new(MemorySchemaProvider::new());
+                catalog
+                    .register_schema(schema, created.clone())
+                    .map_err(|e| Error::internal(format!("registering schema `{schema}`: {e}")))?;
+                created
+            }
+        };
+        schema_provider
+            .register_table(table.to_owned(), provider)
+            .map_err(|e| Error::internal(format!("registering `{schema}.{table}`: {e}")))?;
+    }
+
+    let df = ctx.sql(sql).await.map_err(|e| Error::user(format!("the query cannot run: {e}")))?;
+    let stream = df.execute_stream().await.map_err(|e| Error::user(format!("the query failed: {e}")))?;
+    Ok(QueryResult {
+        schema: stream.schema(),
+        batches: stream.map_err(|e| Error::external(format!("the query failed: {e}"))).boxed(),
+    })
+}
+
+/// The table at `location` at its latest version; an empty (version `None`)
+/// table if there is none yet.
+pub async fn open_or_empty(location: &TableLocation) -> Result<DeltaTable> {
+    let what = || format!("opening the Delta table at {}", location.display());
+    let mut table = DeltaTableBuilder::from_url(location.url.clone())
+        .and_then(|b| b.with_storage_options(location.storage_options.clone()).build())
+        .map_err(|e| delta_error(e, &what()))?;
+    // Asking first spares delta-rs's loader an error (and its log line) on a new table.
+    if table.verify_deltatable_existence().await.map_err(|e| delta_error(e, &what()))? {
+        table.load().await.map_err(|e| delta_error(e, &what()))?;
+    }
+    Ok(table)
+}
+
+/// The table at `location` at its latest version; an error if there is none.
+pub async fn open(location: &TableLocation) -> Result<DeltaTable> {
+    let table = open_or_empty(location).await?;
+    if table.version().is_none() {
+        return Err(Error::user(format!("there is no Delta table at {} (was it deleted?)", location.display())));
+    }
+    Ok(table)
+}

@@ -1,0 +1,450 @@
+//! The Delta sink: every load is one Delta commit.
+//!
+//! - `full`: an overwrite commit;
+//! - `incremental`: an append; with a date-templated `data_source`, a predicate
+//!   overwrite of that date's `_weir_run_date` slice;
+//! - `incremental` with `primary_key`: a MERGE, the latest row per key winning.
+//!
+//! Each commit carries the application transaction `weir:<pipeline>` at the
+//! run's load sequence number. Before writing, the sink reads that transaction
+//! back: if this run's load already landed (an attempt that committed and then
+//! lost its answer), nothing is written twice. Just before the commit, the sink
+//! writes `_weir/<pipeline>/<load_seq>.json` beside the log with the watermark
+//! reached; the committed transaction version says which of these markers is
+//! real, so the watermark commits atomically with the data.
+//!
+//! Concurrent writers are made safe by the log store's conditional put
+//! (`If-None-Match: *` on S3, create-new on local disk): two writers can never
+//! both create commit N; the loser re-checks for conflicts and retries at N+1,
+//! or fails with a retryable error that the engine retries.
+
+use std::sync::{Arc, Mutex};
+
+use datafusion::catalog::streaming::StreamingTable;
+use datafusion::common::Column;
+use datafusion::functions_window::expr_fn::row_number;
+use datafusion::logical_expr::{ExprFunctionExt, SortExpr};
+use datafusion::physical_plan::streaming::PartitionStream;
+use datafusion::prelude::{DataFrame, Expr, col, lit};
+use deltalake::DeltaTable;
+use deltalake::datafusion;
+use deltalake::delta_datafusion::DeltaSessionContext;
+use deltalake::kernel::Transaction;
+use deltalake::kernel::transaction::CommitProperties;
+use deltalake::operations::write::SchemaMode;
+use deltalake::protocol::SaveMode;
+use futures::StreamExt;
+use object_store::ObjectStoreExt;
+use object_store::path::Path;
+use serde::{Deserialize, Serialize};
+use tracing::info;
+use weir_core::{
+    Error, LoadOutcome, LoadRequest, LoadType, Position, Result, Sink, SinkContext, SourceStream, TableEntry,
+};
+
+use crate::error::delta_error;
+use crate::location::TableLocation;
+use crate::stream::{OnceStream, Progress, RUN_DATE_COLUMN, SEQ_COLUMN, SharedProgress};
+use crate::types::WritePlan;
+
+pub struct DeltaSink {
+    location: TableLocation,
+    /// The destination connection's name, for the catalog; `None` for the default lake.
+    connection: Option<String>,
+    schema_name: String,
+    table_name: String,
+    partition_by: Vec<String>,
+}
+
+/// What the sink writes beside the log just before a commit.
+#[derive(Debug, Serialize, Deserialize)]
+struct CommitMarker {
+    pipeline: String,
+    load_seq: i64,
+    run_id: String,
+    run_date: String,
+    watermark: Option<String>,
+    rows_read: u64,
+    bytes_read: u64,
+}
+
+impl DeltaSink {
+    pub fn build(ctx: SinkContext<'_>) -> Result<Box<dyn Sink>> {
+        let def = ctx.pipeline;
+        let conn = ctx.connection.ok_or_else(|| Error::internal("the delta sink was built without a location"))?;
+        let location = TableLocation::resolve(&conn, def.schema_name.as_str(), def.destination_table.as_str())?;
+        Ok(Box::new(Self {
+            location,
+            connection: def.destination_connection.clone(),
+            schema_name: def.schema_name.as_str().to_owned(),
+            table_name: def.destination_table.as_str().to_owned(),
+            partition_by: def.partition_by.iter().map(|c| c.as_str().to_owned()).collect(),
+        }))
+    }
+
+    /// The table at this location: loaded if it exists, empty (version `None`) if not.
+    async fn open(&self) -> Result<DeltaTable> {
+        if self.location.url.scheme() == "file" {
+            let path = self.location.url.to_file_path().map_err(|_| Error::internal("a file URL without a path"))?;
+            std::fs::create_dir_all(&path).map_err(|e| {
+                Error::user(format!(
+                    "the Delta table location {} cannot be created: {e}; check the path and its permissions",
+                    self.location.display()
+                ))
+            })?;
+        }
+        crate::query::open_or_empty(&self.location).await
+    }
+
+    fn marker_path(pipeline: &str, load_seq: i64) -> Path {
+        Path::from_iter(["_weir", pipeline, &format!("{load_seq}.json")])
+    }
+
+    async fn read_marker(table: &DeltaTable, pipeline: &str, load_seq: i64) -> Result<Option<CommitMarker>> {
+        let store = table.object_store();
+        match store.get(&Self::marker_path(pipeline, load_seq)).await {
+            Ok(found) => {
+                let bytes = found.bytes().await.map_err(|e| store_error(e, "reading Weir's commit marker"))?;
+                serde_json::from_slice(&bytes)
+                    .map(Some)
+                    .map_err(|e| Error::internal(format!("Weir's commit marker for load {load_seq} is not valid: {e}")))
+            }
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(store_error(e, "reading Weir's commit marker")),
+        }
+    }
+
+    /// The load sequence number of this pipeline's last commit to the table.
+    async fn committed_load(table: &DeltaTable, pipeline: &str) -> Result<Option<i64>> {
+        let Ok(state) = table.snapshot() else { return Ok(None) };
+        state
+            .transaction_version(table.log_store().as_ref(), app_id(pipeline))
+            .await
+            .map_err(|e| delta_error(e, "reading the table's application transactions"))
+    }
+
+    fn entry(&self, table: &DeltaTable) -> Result<TableEntry> {
+        let state = table.snapshot().map_err(|e| delta_error(e, "reading the committed table"))?;
+        let schema = serde_json::to_value(state.schema().as_ref())
+            .map_err(|e| Error::internal(format!("describing the table schema: {e}")))?;
+        let columns = schema
+            .get("fields")
+            .and_then(|f| f.as_array())
+            .map(|fields| {
+                fields
+                    .iter()
+                    .map(|f| serde_json::json!({"name": f["name"], "type": f["type"], "nullable": f["nullable"]}))
+                    .collect::<Vec<_>>()
+            })
+            .unwrap_or_default();
+        Ok(TableEntry {
+            schema_name: self.schema_name.clone(),
+            table_name: self.table_name.clone(),
+            format: "delta",
+            location: self.location.display().to_owned(),
+            connection: self.connection.clone(),
+            version: table.version().unwrap_or_default() as i64,
+            columns: serde_json::Value::Array(columns),
+            partition_by: state.metadata().partition_columns().to_vec(),
+        })
+    }
+
+    fn check_partitioning(&self, table: &DeltaTable, plan: &WritePlan) -> Result<()> {
+        for c in &self.partition_by {
+            if plan.schema.field_with_name(c).is_err() {
+                let names: Vec<_> = plan.schema.fields().iter().map(|f| f.name().as_str()).collect();
+                return Err(Error::user(format!(
+                    "partition_by column `{c}` is not in the data (its columns: {}); fix partition_by",
+                    names.join(", ")
+                )));
+            }
+        }
+        if let Ok(state) = table.snapshot() {
+            let existing = state.metadata().partition_columns();
+            if existing != self.partition_by.as_slice() {
+                return Err(Error::user(format!(
+                    "the Delta table at {} is partitioned by [{}] but partition_by says [{}]; set partition_by to \
+                     match, or load into a new table to repartition",
+                    self.location.display(),
+                    existing.join(", "),
+                    self.partition_by.join(", ")
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    async fn already_committed(&self, table: &DeltaTable, request: &LoadRequest) -> Result<LoadOutcome> {
+        let marker = Self::read_marker(table, &request.pipeline, request.load_seq).await?;
+        info!(load_seq = request.load_seq, "this run's load is already committed to the table; not writing it again");
+        let (rows, bytes, watermark) = match marker {
+            Some(m) => (m.rows_read, m.bytes_read, m.watermark),
+            None => (0, 0, request.watermark_before.clone()),
+        };
+        Ok(LoadOutcome {
+            rows_written: rows,
+            rows_read: rows,
+            bytes_read: bytes,
+            watermark,
+            table: Some(self.entry(table)?),
+        })
+    }
+}
+
+/// The rows the table's last commit added, from its operation metrics.
+async fn added_rows(table: &DeltaTable) -> u64 {
+    let last: Vec<_> = table.history(Some(1)).collect().await;
+    last.into_iter()
+        .flatten()
+        .find_map(|c| c.info.get("operationMetrics").and_then(|m| m.get("num_added_rows")).and_then(|n| n.as_u64()))
+        .unwrap_or_default()
+}
+
+fn app_id(pipeline: &str) -> String {
+    format!("weir:{pipeline}")
+}
+
+fn store_error(e: object_store::Error, what: &str) -> Error {
+    match e {
+        object_store::Error::PermissionDenied { .. } | object_store::Error::Unauthenticated { .. } => {
+            Error::external(format!("{what}: access denied ({e}); check the connection's credentials"))
+        }
+        other => Error::transient(format!("{what}: {other}")),
+    }
+}
+
+#[async_trait::async_trait]
+impl Sink for DeltaSink {
+    async fn check(&self) -> Result<()> {
+        self.open().await.map(drop)
+    }
+
+    async fn committed_watermark(&self, pipeline: &str) -> Result<Option<String>> {
+        let table = self.open().await?;
+        let Some(load_seq) = Self::committed_load(&table, pipeline).await? else { return Ok(None) };
+        Ok(Self::read_marker(&table, pipeline, load_seq).await?.and_then(|m| m.watermark))
+    }
+
+    async fn load(&self, request: &LoadRequest, input: SourceStream) -> Result<LoadOutcome> {
+        let table = self.open().await?;
+        if let Some(committed) = Self::committed_load(&table, &request.pipeline).await? {
+            if committed == request.load_seq {
+                return self.already_committed(&table, request).await;
+            }
+            if committed > request.load_seq {
+                return Err(Error::user(format!(
+                    "a later run of pipeline `{}` (load {committed}) has already committed to {}; this run's \
+                     load {} is older and is not applied",
+                    request.pipeline,
+                    self.location.display(),
+                    request.load_seq
+                )));
+            }
+        }
+
+        let run_date = request.replace_date.map(|d| (d.date() - chrono::NaiveDate::default()).num_days() as i32);
+        let mut source_schema = input.schema.as_ref().clone();
+        if run_date.is_some() {
+            let mut fields: Vec<_> =
+                source_schema.fields().iter().filter(|f| f.name() != RUN_DATE_COLUMN).cloned().collect();
+            fields.push(Arc::new(arrow::datatypes::Field::new(
+                RUN_DATE_COLUMN,
+                arrow::datatypes::DataType::Date32,
+                true,
+            )));
+            source_schema = arrow::datatypes::Schema::new(fields);
+        }
+        let existing = table.snapshot().ok().map(|s| s.snapshot().arrow_schema());
+        let plan = WritePlan::new(existing.as_deref(), &source_schema)?;
+        self.check_partitioning(&table, &plan)?;
+        let upsert = request.load_type == LoadType::Incremental && !request.primary_key.is_empty();
+        for key in &request.primary_key {
+            if plan.schema.field_with_name(key.as_str()).is_err() {
+                return Err(Error::user(format!("primary_key column `{key}` is not in the data")));
+            }
+        }
+        if !plan.new_columns.is_empty() && existing.is_some() {
+            info!(columns = ?plan.new_columns, "new columns: adding them to the Delta table");
+        }
+
+        let progress: SharedProgress = Arc::new(Mutex::new(Progress {
+            position: Position { watermark: request.watermark_before.clone(), bytes_read: 0 },
+            ..Default::default()
+        }));
+        let on_end = {
+            let store = table.object_store();
+            let (pipeline, load_seq) = (request.pipeline.clone(), request.load_seq);
+            let (run_id, run_date) = (request.run_id.to_string(), request.run_date.to_string());
+            Box::new(move |position: Position, rows_read: u64| {
+                Box::pin(async move {
+                    let marker = CommitMarker {
+                        pipeline: pipeline.clone(),
+                        load_seq,
+                        run_id,
+                        run_date,
+                        watermark: position.watermark,
+                        rows_read,
+                        bytes_read: position.bytes_read,
+                    };
+                    let body = serde_json::to_vec(&marker)
+                        .map_err(|e| Error::internal(format!("writing Weir's commit marker: {e}")))?;
+                    store
+                        .put(&Self::marker_path(&pipeline, load_seq), body.into())
+                        .await
+                        .map(drop)
+                        .map_err(|e| store_error(e, "writing Weir's commit marker"))
+                }) as futures::future::BoxFuture<'static, Result<()>>
+            }) as crate::stream::OnEnd
+        };
+        let source = OnceStream::new(input, plan.schema.clone(), run_date, progress.clone(), on_end, upsert);
+        let provider = StreamingTable::try_new(source.schema().clone(), vec![Arc::new(source)])
+            .map_err(|e| Error::internal(format!("preparing the Delta write: {e}")))?;
+        let ctx = DeltaSessionContext::new().into_inner();
+        let df = ctx.read_table(Arc::new(provider)).map_err(|e| Error::internal(format!("reading the source: {e}")))?;
+
+        let commit = CommitProperties::default()
+            .with_application_transaction(Transaction::new(app_id(&request.pipeline), request.load_seq))
+            .with_metadata([(
+                "weir".to_owned(),
+                serde_json::json!({
+                    "pipeline": request.pipeline,
+                    "run_id": request.run_id.to_string(),
+                    "run_date": request.run_date.to_string(),
+                    "load_seq": request.load_seq,
+                }),
+            )]);
+        let schema_mode = (!plan.new_columns.is_empty() && existing.is_some()).then_some(SchemaMode::Merge);
+        let what = format!("writing the Delta table at {}", self.location.display());
+
+        let result = if upsert {
+            self.merge(table, df, &plan, request, commit).await
+        } else {
+            let mut write = table
+                .write(Vec::new())
+                .with_input_plan(df.into_unoptimized_plan())
+                .with_partition_columns(self.partition_by.clone())
+                .with_commit_properties(commit);
+            if let Some(mode) = schema_mode {
+                write = write.with_schema_mode(mode);
+            }
+            write = match (request.load_type, request.replace_date) {
+                (LoadType::Full, _) => write.with_save_mode(SaveMode::Overwrite),
+                (LoadType::Incremental, Some(date)) => write
+                    .with_save_mode(SaveMode::Overwrite)
+                    .with_replace_where(format!("{RUN_DATE_COLUMN} = '{}'", date.date().format("%Y-%m-%d"))),
+                (LoadType::Incremental, None) => write.with_save_mode(SaveMode::Append),
+            };
+            let rows = || progress.lock().map(|p| p.rows_read).unwrap_or_default();
+            write.await.map(|t| (t, rows())).map_err(|e| delta_error(e, &what))
+        };
+
+        let mut p = progress.lock().unwrap_or_else(|e| e.into_inner());
+        let (table, rows_written) = match result {
+            Ok(done) => done,
+            // The source's own error (with its domain) beats DataFusion's wrapping of it.
+            Err(e) => return Err(p.error.take().unwrap_or(e)),
+        };
+        Ok(LoadOutcome {
+            rows_written,
+            rows_read: p.rows_read,
+            bytes_read: p.position.bytes_read,
+            watermark: p.position.watermark.take(),
+            table: Some(self.entry(&table)?),
+        })
+    }
+}
+
+impl DeltaSink {
+    /// MERGE the source into the table: the latest row per key (by watermark,
+    /// then arrival) updates or inserts; a table row with a newer watermark is kept.
+    async fn merge(
+        &self,
+        table: DeltaTable,
+        source: DataFrame,
+        plan: &WritePlan,
+        request: &LoadRequest,
+        commit: CommitProperties,
+    ) -> Result<(DeltaTable, u64)> {
+        let what = format!("merging into the Delta table at {}", self.location.display());
+        let df_error = |e: datafusion::error::DataFusionError| Error::internal(format!("{what}: {e}"));
+        let keys: Vec<Expr> = request.primary_key.iter().map(|k| Expr::Column(Column::from_name(k.as_str()))).collect();
+        let mut order: Vec<SortExpr> = Vec::new();
+        if let Some(w) = &request.watermark_column {
+            order.push(Expr::Column(Column::from_name(w.as_str())).sort(false, true));
+        }
+        order.push(col(SEQ_COLUMN).sort(false, true));
+        let latest = row_number().partition_by(keys).order_by(order).build().map_err(df_error)?.alias("_weir_rn");
+        let columns: Vec<Expr> =
+            plan.schema.fields().iter().map(|f| Expr::Column(Column::from_name(f.name().as_str()))).collect();
+        let deduplicated = source
+            .window(vec![latest])
+            .and_then(|df| df.filter(col("_weir_rn").eq(lit(1u64))))
+            .and_then(|df| df.select(columns))
+            .map_err(df_error)?;
+
+        if table.version().is_none() {
+            // Nothing to merge into yet: the deduplicated rows are the table.
+            let written = table
+                .write(Vec::new())
+                .with_input_plan(deduplicated.into_unoptimized_plan())
+                .with_partition_columns(self.partition_by.clone())
+                .with_commit_properties(commit)
+                .with_save_mode(SaveMode::Append)
+                .await
+                .map_err(|e| delta_error(e, &what))?;
+            let rows = added_rows(&written).await;
+            return Ok((written, rows));
+        }
+
+        let side = |alias: &str, name: &str| Expr::Column(Column::new(Some(alias), name));
+        let on = request
+            .primary_key
+            .iter()
+            .map(|k| side("t", k.as_str()).eq(side("s", k.as_str())))
+            .reduce(Expr::and)
+            .ok_or_else(|| Error::internal("a merge without keys"))?;
+        let present: Vec<&str> = plan
+            .schema
+            .fields()
+            .iter()
+            .map(|f| f.name().as_str())
+            .filter(|n| !plan.missing_columns.iter().any(|m| m == n))
+            .collect();
+        let guard = request
+            .watermark_column
+            .as_ref()
+            .map(|w| side("s", w.as_str()).gt_eq(side("t", w.as_str())).or(side("t", w.as_str()).is_null()));
+        let (table, metrics) = table
+            .merge(deduplicated, on)
+            .with_source_alias("s")
+            .with_target_alias("t")
+            .with_streaming(true)
+            .with_merge_schema(!plan.new_columns.is_empty())
+            .with_commit_properties(commit)
+            .when_matched_update(|mut update| {
+                if let Some(g) = guard {
+                    update = update.predicate(g);
+                }
+                for name in &present {
+                    update = update.update(Column::from_name(*name), side("s", name));
+                }
+                update
+            })
+            .and_then(|m| {
+                m.when_not_matched_insert(|mut insert| {
+                    for name in &present {
+                        insert = insert.set(Column::from_name(*name), side("s", name));
+                    }
+                    insert
+                })
+            })
+            .map_err(|e| delta_error(e, &what))?
+            .await
+            .map_err(|e| delta_error(e, &what))?;
+        let written = metrics.num_target_rows_inserted + metrics.num_target_rows_updated;
+        Ok((table, written as u64))
+    }
+}
+
+/// Options the delta sink owns (none yet: layout follows `partition_by`).
+pub const OPTION_KEYS: &[&str] = &[];

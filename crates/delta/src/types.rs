@@ -1,0 +1,236 @@
+//! Arrow types as Delta stores them, and the schema a load writes.
+//!
+//! Delta has fewer types than Arrow. Each source type maps to one Delta type,
+//! chosen so that no value changes:
+//!
+//! | Arrow | Delta |
+//! | --- | --- |
+//! | Int8/16/32/64, Float32/64, Boolean, Date32, Decimal128 | the same |
+//! | UInt8 / UInt16 / UInt32 | the next wider signed integer |
+//! | UInt64 | DECIMAL(20,0) |
+//! | Float16 | FLOAT |
+//! | Timestamp(any unit, zone) | TIMESTAMP (µs, UTC); without a zone TIMESTAMP_NTZ |
+//! | Date64 | DATE |
+//! | Time32/Time64 | STRING (`HH:MM:SS[.ffffff]`) |
+//! | Utf8, LargeUtf8, Utf8View, Dictionary of strings | STRING |
+//! | Binary, LargeBinary, BinaryView, FixedSizeBinary | BINARY |
+//! | Decimal256 up to 38 digits | DECIMAL |
+//! | Null | STRING (all null) |
+//! | Struct, List, LargeList, Map | the same, their children mapped |
+//!
+//! Every column is written nullable: a later load may lack it.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use arrow::array::{ArrayRef, RecordBatch, RecordBatchOptions, new_null_array};
+use arrow::compute::{CastOptions, cast_with_options};
+use arrow::datatypes::{DataType, Field, FieldRef, Fields, Schema, SchemaRef, TimeUnit};
+use weir_core::{Error, Result};
+
+/// Characters Delta does not allow in a column name (without column mapping).
+const FORBIDDEN_IN_NAMES: &[char] = &[' ', ',', ';', '{', '}', '(', ')', '\n', '\t', '='];
+
+/// The Delta-storable type for `dt`, or why there is none.
+pub fn delta_type(dt: &DataType) -> std::result::Result<DataType, String> {
+    use DataType::*;
+    Ok(match dt {
+        Boolean | Int8 | Int16 | Int32 | Int64 | Float32 | Float64 | Date32 | Utf8 | Binary => dt.clone(),
+        UInt8 => Int16,
+        UInt16 => Int32,
+        UInt32 => Int64,
+        UInt64 => Decimal128(20, 0),
+        Float16 => Float32,
+        Decimal128(p, s) if *s >= 0 => Decimal128(*p, *s),
+        Decimal256(p, s) if *p <= 38 && *s >= 0 => Decimal128(*p, *s),
+        Decimal128(p, s) | Decimal256(p, s) => {
+            return Err(format!("DECIMAL({p},{s}) does not fit Delta's DECIMAL (at most 38 digits, scale ≥ 0)"));
+        }
+        Timestamp(_, Some(_)) => Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
+        Timestamp(_, None) => Timestamp(TimeUnit::Microsecond, None),
+        Date64 => Date32,
+        Time32(_) | Time64(_) | LargeUtf8 | Utf8View | Null => Utf8,
+        LargeBinary | BinaryView | FixedSizeBinary(_) => Binary,
+        Dictionary(_, value) => delta_type(value)?,
+        Struct(fields) => Struct(delta_fields(fields)?),
+        List(f) | LargeList(f) | ListView(f) | LargeListView(f) | FixedSizeList(f, _) => List(delta_field(f)?),
+        Map(f, sorted) => Map(delta_field(f)?, *sorted),
+        other => return Err(format!("{other} has no Delta type")),
+    })
+}
+
+fn delta_field(f: &FieldRef) -> std::result::Result<FieldRef, String> {
+    let dt = delta_type(f.data_type()).map_err(|e| format!("`{}`: {e}", f.name()))?;
+    Ok(Arc::new(Field::new(f.name(), dt, true)))
+}
+
+fn delta_fields(fields: &Fields) -> std::result::Result<Fields, String> {
+    fields.iter().map(delta_field).collect()
+}
+
+/// The source schema as Delta stores it. Names a column Delta cannot store.
+pub fn delta_schema(source: &Schema) -> Result<Schema> {
+    let mut fields = Vec::with_capacity(source.fields().len());
+    for f in source.fields() {
+        if let Some(c) = f.name().chars().find(|c| FORBIDDEN_IN_NAMES.contains(c)) {
+            return Err(Error::user(format!(
+                "column `{}` has {c:?} in its name, which Delta does not allow; rename it in the source",
+                f.name()
+            )));
+        }
+        let dt = delta_type(f.data_type())
+            .map_err(|e| Error::user(format!("column `{}` cannot be stored in Delta: {e}", f.name())))?;
+        fields.push(Field::new(f.name(), dt, true));
+    }
+    Ok(Schema::new(fields))
+}
+
+/// What a load writes: the table's columns (in the table's order) followed by
+/// the source's new ones. Source columns of a narrower type are widened to the
+/// table's (INT → BIGINT, FLOAT → DOUBLE, a smaller DECIMAL); anything else that
+/// differs is an incompatible change.
+#[derive(Debug, Clone)]
+pub struct WritePlan {
+    pub schema: SchemaRef,
+    /// Columns the table does not have yet.
+    pub new_columns: Vec<String>,
+    /// Table columns the source lacks (written as NULL).
+    pub missing_columns: Vec<String>,
+}
+
+impl WritePlan {
+    pub fn new(table: Option<&Schema>, source: &Schema) -> Result<Self> {
+        let source = delta_schema(source)?;
+        let Some(table) = table else {
+            return Ok(Self { schema: Arc::new(source), new_columns: Vec::new(), missing_columns: Vec::new() });
+        };
+        let table = delta_schema(table)?;
+        let mut fields: Vec<Field> = Vec::with_capacity(table.fields().len());
+        let mut missing_columns = Vec::new();
+        for t in table.fields() {
+            match source.field_with_name(t.name()) {
+                Ok(s) if s.data_type() == t.data_type() || widens(s.data_type(), t.data_type()) => {}
+                Ok(s) => {
+                    return Err(Error::user(format!(
+                        "column `{}` is {} in the Delta table but {} in the source; this change cannot be merged. \
+                         Cast it back in the source, or load into a new table (or drop this one) to change its type",
+                        t.name(),
+                        t.data_type(),
+                        s.data_type()
+                    )));
+                }
+                Err(_) => missing_columns.push(t.name().clone()),
+            }
+            fields.push(t.as_ref().clone());
+        }
+        let known: HashSet<&str> = table.fields().iter().map(|f| f.name().as_str()).collect();
+        let mut new_columns = Vec::new();
+        for s in source.fields() {
+            if !known.contains(s.name().as_str()) {
+                new_columns.push(s.name().clone());
+                fields.push(s.as_ref().clone());
+            }
+        }
+        Ok(Self { schema: Arc::new(Schema::new(fields)), new_columns, missing_columns })
+    }
+}
+
+/// Whether every value of `from` is a value of `to`.
+fn widens(from: &DataType, to: &DataType) -> bool {
+    use DataType::*;
+    match (from, to) {
+        (Int8, Int16 | Int32 | Int64) | (Int16, Int32 | Int64) | (Int32, Int64) => true,
+        (Float32, Float64) | (Int8 | Int16 | Int32, Float64) => true,
+        (Decimal128(p1, s1), Decimal128(p2, s2)) => {
+            s1 <= s2 && i16::from(*p1) - i16::from(*s1) <= i16::from(*p2) - i16::from(*s2)
+        }
+        (Int8 | Int16 | Int32 | Int64, Decimal128(p, s)) => {
+            let digits = match from {
+                Int8 => 3,
+                Int16 => 5,
+                Int32 => 10,
+                _ => 19,
+            };
+            i16::from(*p) - i16::from(*s) >= digits
+        }
+        (Date32, Timestamp(TimeUnit::Microsecond, None)) => true,
+        _ => false,
+    }
+}
+
+/// Make `batch` have exactly `schema`: columns by name, cast, absent ones NULL.
+pub fn conform(batch: &RecordBatch, schema: &SchemaRef) -> Result<RecordBatch> {
+    let options = CastOptions { safe: false, ..Default::default() };
+    let columns = schema
+        .fields()
+        .iter()
+        .map(|f| match batch.column_by_name(f.name()) {
+            Some(c) if c.data_type() == f.data_type() => Ok(c.clone()),
+            Some(c) => cast_with_options(c, f.data_type(), &options).map_err(|e| {
+                Error::user(format!("column `{}`: a value cannot be stored as {}: {e}", f.name(), f.data_type()))
+            }),
+            None => Ok(new_null_array(f.data_type(), batch.num_rows())),
+        })
+        .collect::<Result<Vec<ArrayRef>>>()?;
+    let options = RecordBatchOptions::new().with_row_count(Some(batch.num_rows()));
+    RecordBatch::try_new_with_options(schema.clone(), columns, &options)
+        .map_err(|e| Error::internal(format!("building a Delta batch: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow::array::{Int32Array, StringArray, UInt64Array};
+
+    fn schema(fields: &[(&str, DataType)]) -> Schema {
+        Schema::new(fields.iter().map(|(n, t)| Field::new(*n, t.clone(), false)).collect::<Vec<_>>())
+    }
+
+    #[test]
+    fn maps_types_delta_lacks_without_losing_values() {
+        assert_eq!(delta_type(&DataType::UInt64).unwrap(), DataType::Decimal128(20, 0));
+        assert_eq!(
+            delta_type(&DataType::Timestamp(TimeUnit::Nanosecond, Some("+02:00".into()))).unwrap(),
+            DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()))
+        );
+        assert_eq!(delta_type(&DataType::LargeUtf8).unwrap(), DataType::Utf8);
+        assert!(delta_type(&DataType::Decimal256(50, 2)).is_err());
+    }
+
+    #[test]
+    fn new_columns_go_last_and_missing_ones_are_null() {
+        let table = schema(&[("id", DataType::Int64), ("name", DataType::Utf8)]);
+        let source = schema(&[("email", DataType::Utf8), ("id", DataType::Int32)]);
+        let plan = WritePlan::new(Some(&table), &source).unwrap();
+        let names: Vec<_> = plan.schema.fields().iter().map(|f| f.name().as_str()).collect();
+        assert_eq!(names, ["id", "name", "email"]);
+        assert_eq!(plan.new_columns, ["email"]);
+        assert_eq!(plan.missing_columns, ["name"]);
+
+        let batch = RecordBatch::try_new(
+            Arc::new(source),
+            vec![Arc::new(StringArray::from(vec!["a@x"])), Arc::new(Int32Array::from(vec![7]))],
+        )
+        .unwrap();
+        let out = conform(&batch, &plan.schema).unwrap();
+        assert_eq!(out.column(0).data_type(), &DataType::Int64);
+        assert_eq!(out.column(1).null_count(), 1);
+    }
+
+    #[test]
+    fn an_incompatible_change_names_the_column() {
+        let table = schema(&[("amount", DataType::Int64)]);
+        let source = schema(&[("amount", DataType::Utf8)]);
+        let err = WritePlan::new(Some(&table), &source).unwrap_err().to_string();
+        assert!(err.contains("column `amount` is Int64 in the Delta table but Utf8 in the source"), "{err}");
+    }
+
+    #[test]
+    fn unsigned_values_survive() {
+        let s = Arc::new(schema(&[("n", DataType::UInt64)]));
+        let batch = RecordBatch::try_new(s.clone(), vec![Arc::new(UInt64Array::from(vec![u64::MAX]))]).unwrap();
+        let plan = WritePlan::new(None, &s).unwrap();
+        let out = conform(&batch, &plan.schema).unwrap();
+        assert_eq!(arrow::util::display::array_value_to_string(out.column(0), 0).unwrap(), "18446744073709551615");
+    }
+}
