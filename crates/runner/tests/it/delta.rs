@@ -474,3 +474,44 @@ async fn maintain_compacts_and_vacuums_and_is_audited() {
     let q = h.runner(&["query", "SELECT count(*) AS n FROM bronze.events", "--format", "json"]).await;
     assert_eq!(q.stdout.trim(), r#"{"n":300}"#);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_load_type_works_on_s3() {
+    let mut h = Harness::new("delta_s3_loads").await;
+    let s3 = S3Server::start(&h.dir.path().join("s3")).await.unwrap();
+    s3.bucket("lake").unwrap();
+    h.set_env("WEIR_CONN_S3LAKE", &s3.connection_url("lake", "wh"));
+    write_orders(&h.lake().join("orders/20250323"), D1, 1, 300, 1);
+    write_orders(&h.lake().join("orders/20250324"), D2, 251, 100, 1);
+    let s3_delta = |table: &'static str, data: &'static str, load: &'static str| {
+        vec![
+            ("data_source", data),
+            ("load_type", load),
+            ("destination_table", table),
+            ("destination_type", "'delta'"),
+            ("destination_connection", "'s3lake'"),
+        ]
+    };
+    h.pipeline("full", &with(&s3_delta("'full'", "'orders/{date}/'", "'full'"))).await;
+    h.pipeline("sliced", &with(&s3_delta("'sliced'", "'orders/{date}/'", "'incremental'"))).await;
+    h.pipeline("append", &with(&s3_delta("'appended'", "'orders/'", "'incremental'"))).await;
+    let mut upsert = s3_delta("'upserted'", "'orders/'", "'incremental'");
+    upsert.extend([("primary_key", "'{order_id}'"), ("watermark_column", "'order_id'")]);
+    h.pipeline("upsert", &with(&upsert)).await;
+
+    for date in [D1, D2, D1] {
+        h.run_ok(date).await;
+    }
+    let options = s3_options(&s3.endpoint());
+    let table = |name: &str| format!("s3://lake/wh/bronze/{name}");
+    // full: the last run's date only.
+    assert_eq!(sorted_ids(&read(&table("full"), &options).await.unwrap()), (1..=300).collect::<Vec<_>>());
+    // sliced: both dates once each (ids 251..=300 exist on both days).
+    let sliced = sorted_ids(&read(&table("sliced"), &options).await.unwrap());
+    assert_eq!(sliced.len(), 400);
+    // append without a watermark: every run appends the whole folder.
+    assert_eq!(read(&table("appended"), &options).await.unwrap().rows.len(), 3 * 400);
+    // upsert: one row per key, however often the overlapping ids were read.
+    let upserted = read(&table("upserted"), &options).await.unwrap();
+    assert_eq!(sorted_ids(&upserted), (1..=350).collect::<Vec<_>>());
+}
