@@ -44,7 +44,7 @@ use weir_core::{
 
 use crate::error::delta_error;
 use crate::location::TableLocation;
-use crate::stream::{OnceStream, Progress, RUN_DATE_COLUMN, SEQ_COLUMN, SharedProgress};
+use crate::stream::{OnEnd, OnceStream, Progress, RUN_DATE_COLUMN, SEQ_COLUMN, SharedProgress};
 use crate::types::WritePlan;
 
 pub struct DeltaSink {
@@ -191,6 +191,46 @@ impl DeltaSink {
     }
 }
 
+/// What `on_end` does: write this load's commit marker, with the position the
+/// source reached, beside the log, before delta-rs commits.
+fn marker_writer(table: &DeltaTable, request: &LoadRequest) -> OnEnd {
+    let store = table.object_store();
+    let (pipeline, load_seq) = (request.pipeline.clone(), request.load_seq);
+    let (run_id, run_date) = (request.run_id.to_string(), request.run_date.to_string());
+    Box::new(move |position: Position, rows_read: u64| {
+        Box::pin(async move {
+            let path = DeltaSink::marker_path(&pipeline, load_seq);
+            let marker = CommitMarker {
+                pipeline,
+                load_seq,
+                run_id,
+                run_date,
+                watermark: position.watermark,
+                rows_read,
+                bytes_read: position.bytes_read,
+            };
+            let body = serde_json::to_vec(&marker)
+                .map_err(|e| Error::internal(format!("writing Weir's commit marker: {e}")))?;
+            store.put(&path, body.into()).await.map(drop).map_err(|e| store_error(e, "writing Weir's commit marker"))
+        })
+    })
+}
+
+/// The commit's application transaction and provenance.
+fn commit_properties(request: &LoadRequest) -> CommitProperties {
+    CommitProperties::default()
+        .with_application_transaction(Transaction::new(app_id(&request.pipeline), request.load_seq))
+        .with_metadata([(
+            "weir".to_owned(),
+            serde_json::json!({
+                "pipeline": request.pipeline,
+                "run_id": request.run_id.to_string(),
+                "run_date": request.run_date.to_string(),
+                "load_seq": request.load_seq,
+            }),
+        )])
+}
+
 /// The rows the table's last commit added, from its operation metrics.
 async fn added_rows(table: &DeltaTable) -> u64 {
     let last: Vec<_> = table.history(Some(1)).collect().await;
@@ -271,48 +311,14 @@ impl Sink for DeltaSink {
             position: Position { watermark: request.watermark_before.clone(), bytes_read: 0 },
             ..Default::default()
         }));
-        let on_end = {
-            let store = table.object_store();
-            let (pipeline, load_seq) = (request.pipeline.clone(), request.load_seq);
-            let (run_id, run_date) = (request.run_id.to_string(), request.run_date.to_string());
-            Box::new(move |position: Position, rows_read: u64| {
-                Box::pin(async move {
-                    let marker = CommitMarker {
-                        pipeline: pipeline.clone(),
-                        load_seq,
-                        run_id,
-                        run_date,
-                        watermark: position.watermark,
-                        rows_read,
-                        bytes_read: position.bytes_read,
-                    };
-                    let body = serde_json::to_vec(&marker)
-                        .map_err(|e| Error::internal(format!("writing Weir's commit marker: {e}")))?;
-                    store
-                        .put(&Self::marker_path(&pipeline, load_seq), body.into())
-                        .await
-                        .map(drop)
-                        .map_err(|e| store_error(e, "writing Weir's commit marker"))
-                }) as futures::future::BoxFuture<'static, Result<()>>
-            }) as crate::stream::OnEnd
-        };
+        let on_end = marker_writer(&table, request);
         let source = OnceStream::new(input, plan.schema.clone(), run_date, progress.clone(), on_end, upsert);
         let provider = StreamingTable::try_new(source.schema().clone(), vec![Arc::new(source)])
             .map_err(|e| Error::internal(format!("preparing the Delta write: {e}")))?;
         let ctx = DeltaSessionContext::new().into_inner();
         let df = ctx.read_table(Arc::new(provider)).map_err(|e| Error::internal(format!("reading the source: {e}")))?;
 
-        let commit = CommitProperties::default()
-            .with_application_transaction(Transaction::new(app_id(&request.pipeline), request.load_seq))
-            .with_metadata([(
-                "weir".to_owned(),
-                serde_json::json!({
-                    "pipeline": request.pipeline,
-                    "run_id": request.run_id.to_string(),
-                    "run_date": request.run_date.to_string(),
-                    "load_seq": request.load_seq,
-                }),
-            )]);
+        let commit = commit_properties(request);
         let schema_mode = (!plan.new_columns.is_empty() && existing.is_some()).then_some(SchemaMode::Merge);
         let what = format!("writing the Delta table at {}", self.location.display());
 
