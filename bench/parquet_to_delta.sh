@@ -19,10 +19,8 @@ rows_list=("$@")
 changes=100000
 
 eval "$(scripts/services.sh postgres deltalake)"
-command -v /usr/bin/time >/dev/null || { apt-get update -qq && apt-get install -y -qq time; }
-export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/weir/target}
-cargo build --quiet --release --locked -p weir-runner -p weir-testkit
-bin=$CARGO_TARGET_DIR/release
+source bench/lib.sh
+build_release
 
 db=${WEIR_TEST_PG_URL%/*}/weir_bench_delta
 psql "$WEIR_TEST_PG_URL" -qc "DROP DATABASE IF EXISTS weir_bench_delta" -c "CREATE DATABASE weir_bench_delta"
@@ -34,11 +32,6 @@ mkdir -p "$data" bench/results
 export WEIR_CONN_BENCH=file://$data
 export WEIR_LAKE_URI=file://$lake/weir
 
-measure() {
-  local out; out=$(mktemp)
-  /usr/bin/time -f '%e %M' -o "$out" "$@" >/dev/null 2>"$out.err" || { cat "$out.err" >&2; return 1; }
-  awk '{printf "%.1f %.0f\n", $1, $2/1024}' "$out"
-}
 count() { python3 -c "import sys; from deltalake import DeltaTable; print(DeltaTable(sys.argv[1]).to_pyarrow_dataset().count_rows())" "$1"; }
 
 results=bench/results/parquet_to_delta.md
@@ -52,14 +45,8 @@ row() {
 }
 
 for rows in "${rows_list[@]}"; do
-  files=$(( rows / 1000000 )); (( files >= 1 )) || files=1
+  orders_data "$rows"
   dir=$data/orders_$rows
-  if [[ ! -f $dir/.done ]]; then
-    rm -rf "$dir"
-    echo "generating $rows rows in $files Parquet files" >&2
-    $bin/weir-gen orders --out "$dir" --rows "$rows" --files "$files"
-    touch "$dir/.done"
-  fi
   # The changes: ids from the middle of the table, re-dated a day later (new created/updated times).
   cdir=$data/changes_$rows
   rm -rf "$cdir"

@@ -14,10 +14,8 @@ rows_list=("$@")
 [[ ${#rows_list[@]} -gt 0 ]] || rows_list=(1000000 10000000)
 
 eval "$(scripts/services.sh postgres)"
-command -v /usr/bin/time >/dev/null || { apt-get update -qq && apt-get install -y -qq time; }
-export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/weir/target}
-cargo build --quiet --release --locked -p weir-runner -p weir-testkit
-bin=$CARGO_TARGET_DIR/release
+source bench/lib.sh
+build_release
 
 server=${WEIR_TEST_PG_URL%/*}
 db=$server/weir_bench
@@ -29,12 +27,6 @@ mkdir -p "$data" bench/results
 export WEIR_CONN_BENCH=file://$data
 have_dlt=$(python3 -c "import dlt" 2>/dev/null && [[ -z ${WEIR_BENCH_SKIP_DLT:-} ]] && echo yes || echo no)
 
-# measure LABEL CMD...: prints "seconds peak_rss_mb"
-measure() {
-  local out; out=$(mktemp)
-  /usr/bin/time -f '%e %M' -o "$out" "$@" >/dev/null 2>"$out.err" || { cat "$out.err" >&2; return 1; }
-  awk '{printf "%.1f %.0f\n", $1, $2/1024}' "$out"
-}
 
 results=bench/results/parquet_to_postgres.md
 {
@@ -44,15 +36,9 @@ results=bench/results/parquet_to_postgres.md
 row() { printf '| %s | %s | %s | %s | %s |\n' "$1" "$2" "$3" "$(awk -v r="$1" -v s="$3" 'BEGIN{printf "%.0f", r/s}')" "$4" | tee -a "$results"; }
 
 for rows in "${rows_list[@]}"; do
-  files=$(( rows / 1000000 )); (( files >= 1 )) || files=1
+  orders_data "$rows"
   dir=$data/orders_$rows
-  if [[ ! -f $dir/.done ]]; then
-    rm -rf "$dir"
-    echo "generating $rows rows in $files Parquet files and one CSV" >&2
-    $bin/weir-gen orders --out "$dir" --rows "$rows" --files "$files"
-    $bin/weir-gen orders --csv "$dir.csv" --rows "$rows"
-    touch "$dir/.done"
-  fi
+  [[ -f $dir.csv ]] || $bin/weir-gen orders --csv "$dir.csv" --rows "$rows"
   psql -q "$db" -c "DELETE FROM controller; DROP SCHEMA IF EXISTS bench CASCADE; DROP SCHEMA IF EXISTS bench_dlt CASCADE;
     DROP SCHEMA IF EXISTS _weir CASCADE; CREATE SCHEMA bench;
     INSERT INTO controller (name, source_type, source_connection, data_source, schema_name, destination_table, load_type)

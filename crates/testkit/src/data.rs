@@ -115,6 +115,37 @@ pub fn orders_to_batch(orders: &[Order]) -> RecordBatch {
     RecordBatch::try_new(orders_schema(), columns).unwrap_or_else(|e| panic!("orders batch: {e}"))
 }
 
+/// Orders `first..first + n` after a schema change: `note` dropped, a `channel`
+/// column (all `web`) added.
+pub fn evolved_orders_batch(first: i64, n: usize, day: NaiveDate) -> RecordBatch {
+    let base = orders_batch(first, n, day);
+    let keep: Vec<usize> = (0..base.num_columns()).filter(|&i| base.schema().field(i).name() != "note").collect();
+    let base = base.project(&keep).unwrap_or_else(|e| panic!("{e}"));
+    replace_column(&base, "channel", Arc::new(StringArray::from(vec!["web"; n])))
+}
+
+/// Orders `first..first + n` whose `quantity` became text (`"q1"`, `"q2"`, …):
+/// a change no destination can take without loss.
+pub fn retyped_orders_batch(first: i64, n: usize, day: NaiveDate) -> RecordBatch {
+    let base = orders_batch(first, n, day);
+    replace_column(&base, "quantity", Arc::new(StringArray::from_iter_values((1..=n).map(|i| format!("q{i}")))))
+}
+
+/// `batch` with column `name` replaced by `column` (or added last).
+pub fn replace_column(batch: &RecordBatch, name: &str, column: ArrayRef) -> RecordBatch {
+    let mut fields: Vec<Field> = batch.schema().fields().iter().map(|f| f.as_ref().clone()).collect();
+    let mut columns = batch.columns().to_vec();
+    let field = Field::new(name, column.data_type().clone(), true);
+    match fields.iter().position(|f| f.name() == name) {
+        Some(i) => (fields[i], columns[i]) = (field, column),
+        None => {
+            fields.push(field);
+            columns.push(column);
+        }
+    }
+    RecordBatch::try_new(Arc::new(Schema::new(fields)), columns).unwrap_or_else(|e| panic!("replace {name}: {e}"))
+}
+
 /// Write batches to one Parquet file (zstd, `row_group_rows` rows per row group).
 pub fn write_parquet(path: &Path, batches: &[RecordBatch], row_group_rows: usize) -> anyhow::Result<()> {
     let schema = batches.first().map(|b| b.schema()).ok_or_else(|| anyhow::anyhow!("no batches"))?;

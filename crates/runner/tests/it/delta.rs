@@ -3,12 +3,9 @@
 //! server; each table read back by an independent reader (Python `deltalake`).
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 
-use arrow::array::{ArrayRef, RecordBatch, StringArray};
-use arrow::datatypes::{DataType, Field, Schema};
 use serde_json::Value;
-use weir_testkit::data::{order, orders_batch, orders_to_batch, write_parquet};
+use weir_testkit::data::{evolved_orders_batch, order, orders_to_batch, retyped_orders_batch, write_parquet};
 use weir_testkit::delta::{DeltaRead, read, s3_options};
 use weir_testkit::s3::S3Server;
 
@@ -20,6 +17,11 @@ fn warehouse(h: &mut Harness) -> std::path::PathBuf {
     let dir = h.dir.path().join("warehouse");
     h.set_env("WEIR_CONN_WAREHOUSE", &format!("file://{}", dir.display()));
     dir
+}
+
+/// The `orders` pipeline's columns, loading into a Delta table in `warehouse`.
+fn in_warehouse<'a>(extra: &[(&'a str, &'a str)]) -> Vec<(&'a str, &'a str)> {
+    with(&[&[("destination_type", "'delta'"), ("destination_connection", "'warehouse'")], extra].concat())
 }
 
 async fn local(path: &std::path::Path) -> DeltaRead {
@@ -55,11 +57,9 @@ async fn full_and_date_sliced_loads_make_valid_tables_that_query_and_catalog_see
     // Date-sliced incremental load, partitioned by its run date, into `warehouse`.
     h.pipeline(
         "daily",
-        &with(&[
+        &in_warehouse(&[
             ("data_source", "'orders/dt={date}/'"),
             ("load_type", "'incremental'"),
-            ("destination_type", "'delta'"),
-            ("destination_connection", "'warehouse'"),
             ("destination_table", "'daily'"),
             ("partition_by", "'{_weir_run_date}'"),
         ]),
@@ -170,13 +170,11 @@ async fn upsert_merges_the_latest_row_per_key() {
     write_orders(&dir, D1, 1, 100, 1);
     h.pipeline(
         "orders",
-        &with(&[
+        &in_warehouse(&[
             ("data_source", "'orders/'"),
             ("load_type", "'incremental'"),
             ("primary_key", "'{order_id}'"),
             ("watermark_column", "'updated_at'"),
-            ("destination_type", "'delta'"),
-            ("destination_connection", "'warehouse'"),
         ]),
     )
     .await;
@@ -214,25 +212,11 @@ async fn schema_evolution_adds_columns_and_an_incompatible_change_fails_naming_i
     let wh = warehouse(&mut h);
     let dir = h.lake().join("orders");
     write_orders(&dir, D1, 1, 10, 1);
-    h.pipeline(
-        "orders",
-        &with(&[
-            ("data_source", "'orders/'"),
-            ("load_type", "'incremental'"),
-            ("destination_type", "'delta'"),
-            ("destination_connection", "'warehouse'"),
-        ]),
-    )
-    .await;
+    h.pipeline("orders", &in_warehouse(&[("data_source", "'orders/'"), ("load_type", "'incremental'")])).await;
     h.run_ok(D1).await;
 
     // The source gains `channel` and loses `note`; `quantity` narrows nothing (same type).
-    let base = orders_batch(11, 5, day(D1)).project(&(0..9).collect::<Vec<_>>()).unwrap();
-    let mut fields: Vec<Field> = base.schema().fields().iter().map(|f| f.as_ref().clone()).collect();
-    fields.push(Field::new("channel", DataType::Utf8, true));
-    let mut cols: Vec<ArrayRef> = base.columns().to_vec();
-    cols.push(Arc::new(StringArray::from(vec!["web"; 5])));
-    let evolved = RecordBatch::try_new(Arc::new(Schema::new(fields)), cols).unwrap();
+    let evolved = evolved_orders_batch(11, 5, day(D1));
     std::fs::remove_file(dir.join("part-00000.parquet")).unwrap();
     write_parquet(&dir.join("b.parquet"), &[evolved], 100).unwrap();
     let run = h.run_date(D1).await;
@@ -245,13 +229,8 @@ async fn schema_evolution_adds_columns_and_an_incompatible_change_fails_naming_i
     assert_eq!(t.version, 1);
 
     // `quantity` becomes text: the pipeline fails naming the column; the table is untouched.
-    let b = orders_batch(100, 3, day(D1));
-    let mut fields: Vec<Field> = b.schema().fields().iter().map(|f| f.as_ref().clone()).collect();
-    fields[3] = Field::new("quantity", DataType::Utf8, false);
-    let mut cols: Vec<ArrayRef> = b.columns().to_vec();
-    cols[3] = Arc::new(StringArray::from(vec!["one", "two", "three"]));
+    let retyped = retyped_orders_batch(100, 3, day(D1));
     std::fs::remove_file(dir.join("b.parquet")).unwrap();
-    let retyped = RecordBatch::try_new(Arc::new(Schema::new(fields)), cols).unwrap();
     write_parquet(&dir.join("c.parquet"), &[retyped], 100).unwrap();
     let run = h.run_date(D1).await;
     assert_eq!(run.code, 1);
@@ -269,13 +248,11 @@ async fn a_retried_commit_is_applied_once_and_the_watermark_commits_with_the_dat
     write_orders(&dir, D1, 1, 40, 1);
     h.pipeline(
         "events",
-        &with(&[
+        &in_warehouse(&[
             ("data_source", "'events/'"),
             ("load_type", "'incremental'"),
             ("watermark_column", "'order_id'"),
             ("destination_table", "'events'"),
-            ("destination_type", "'delta'"),
-            ("destination_connection", "'warehouse'"),
             ("options", r#"'{"retries": 2, "retry_backoff_ms": 10}'"#),
         ]),
     )
@@ -441,12 +418,10 @@ async fn maintain_compacts_and_vacuums_and_is_audited() {
     let wh = warehouse(&mut h);
     h.pipeline(
         "events",
-        &with(&[
+        &in_warehouse(&[
             ("data_source", "'events/{date}/'"),
             ("load_type", "'incremental'"),
             ("destination_table", "'events'"),
-            ("destination_type", "'delta'"),
-            ("destination_connection", "'warehouse'"),
         ]),
     )
     .await;

@@ -1,11 +1,7 @@
 //! Every load type, the date re-run, schema evolution and crash safety, asserted on the rows.
 
-use std::sync::Arc;
-
-use arrow::array::{ArrayRef, RecordBatch, StringArray};
-use arrow::datatypes::{DataType, Field, Schema};
 use sqlx::Row;
-use weir_testkit::data::{order, orders_batch, orders_to_batch, write_parquet};
+use weir_testkit::data::{evolved_orders_batch, order, orders_to_batch, retyped_orders_batch, write_parquet};
 
 use crate::harness::{D1, D2, Harness, day, write_orders};
 
@@ -190,14 +186,7 @@ async fn schema_evolution_adds_columns_nulls_missing_ones_and_rejects_retypes() 
     assert_eq!(h.run_date(D1).await.code, 0);
 
     // The source gains `channel` and loses `note`.
-    let base = orders_batch(11, 5, day(D1));
-    let keep: Vec<usize> = (0..9).collect();
-    let base = base.project(&keep).unwrap();
-    let mut fields: Vec<Field> = base.schema().fields().iter().map(|f| f.as_ref().clone()).collect();
-    fields.push(Field::new("channel", DataType::Utf8, true));
-    let mut cols: Vec<ArrayRef> = base.columns().to_vec();
-    cols.push(Arc::new(StringArray::from(vec!["web"; 5])));
-    let evolved = RecordBatch::try_new(Arc::new(Schema::new(fields)), cols).unwrap();
+    let evolved = evolved_orders_batch(11, 5, day(D1));
     std::fs::remove_file(dir.join("part-00000.parquet")).unwrap();
     write_parquet(&dir.join("b.parquet"), &[evolved], 100).unwrap();
     let run = h.run_date(D1).await;
@@ -207,12 +196,7 @@ async fn schema_evolution_adds_columns_nulls_missing_ones_and_rejects_retypes() 
     assert_eq!(h.scalar_i64("SELECT count(*) FROM bronze.orders WHERE order_id > 10 AND note IS NOT NULL").await, 0);
 
     // `quantity` becomes text: the pipeline fails naming the column, nothing changes.
-    let b = orders_batch(100, 3, day(D1));
-    let mut fields: Vec<Field> = b.schema().fields().iter().map(|f| f.as_ref().clone()).collect();
-    fields[3] = Field::new("quantity", DataType::Utf8, false);
-    let mut cols: Vec<ArrayRef> = b.columns().to_vec();
-    cols[3] = Arc::new(StringArray::from(vec!["one", "two", "three"]));
-    let retyped = RecordBatch::try_new(Arc::new(Schema::new(fields)), cols).unwrap();
+    let retyped = retyped_orders_batch(100, 3, day(D1));
     std::fs::remove_file(dir.join("b.parquet")).unwrap();
     write_parquet(&dir.join("c.parquet"), &[retyped], 100).unwrap();
     let run = h.run_date(D1).await;

@@ -1,0 +1,27 @@
+# Shared by the bench/ scripts: source it after `cd` to the repository root.
+
+command -v /usr/bin/time >/dev/null || { apt-get update -qq && apt-get install -y -qq time; }
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/weir/target}
+bin=$CARGO_TARGET_DIR/release
+
+# Build the release binaries (runner, weir-gen) the benchmarks run.
+build_release() { cargo build --quiet --release --locked -p weir-runner -p weir-testkit; }
+
+# measure CMD...: run it, print "seconds peak_rss_mb" (GNU time); its stdout is dropped.
+measure() {
+  local out; out=$(mktemp)
+  /usr/bin/time -f '%e %M' -o "$out" "$@" >/dev/null 2>"$out.err" || { cat "$out.err" >&2; return 1; }
+  awk '{printf "%.1f %.0f\n", $1, $2/1024}' "$out"
+}
+
+# Generate `rows` orders into bench/data/orders_<rows>/, one Parquet file per million rows (once).
+orders_data() {
+  local rows=$1 dir=$PWD/bench/data/orders_$1 files
+  files=$(( rows / 1000000 )); (( files >= 1 )) || files=1
+  if [[ ! -f $dir/.done ]]; then
+    rm -rf "$dir"
+    echo "generating $rows rows in $files Parquet files" >&2
+    $bin/weir-gen orders --out "$dir" --rows "$rows" --files "$files"
+    touch "$dir/.done"
+  fi
+}
