@@ -84,7 +84,7 @@ impl OnceStream {
                 let n = batch.num_rows() as i64;
                 let seq = Int64Array::from_iter_values(next_seq..next_seq + n);
                 next_seq += n;
-                with_column(&batch, SEQ_COLUMN, Arc::new(seq))
+                with_column(&batch, SEQ_COLUMN, Arc::new(seq), false)
             });
             converted.map_err(|e| {
                 let wrapped = DataFusionError::External(Box::new(e.clone()));
@@ -139,22 +139,18 @@ impl PartitionStream for OnceStream {
 }
 
 fn with_run_date(batch: &RecordBatch, days: i32) -> weir_core::Result<RecordBatch> {
-    with_column(batch, RUN_DATE_COLUMN, Arc::new(Date32Array::from(vec![days; batch.num_rows()])))
+    with_column(batch, RUN_DATE_COLUMN, Arc::new(Date32Array::from(vec![days; batch.num_rows()])), true)
 }
 
 /// `batch` with `column` as `name`, last (replacing a column of that name).
-fn with_column(batch: &RecordBatch, name: &str, column: ArrayRef) -> weir_core::Result<RecordBatch> {
+fn with_column(batch: &RecordBatch, name: &str, column: ArrayRef, nullable: bool) -> weir_core::Result<RecordBatch> {
     let mut fields = batch.schema().fields().to_vec();
     let mut columns = batch.columns().to_vec();
     if let Some(i) = fields.iter().position(|f| f.name() == name) {
         fields.remove(i);
         columns.remove(i);
     }
-    fields.push(Arc::new(Field::new(
-        name,
-        column.data_type().clone(),
-        column.null_count() > 0 || name == RUN_DATE_COLUMN,
-    )));
+    fields.push(Arc::new(Field::new(name, column.data_type().clone(), nullable)));
     columns.push(column);
     RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)
         .map_err(|e| Error::internal(format!("adding {name}: {e}")))
