@@ -1,6 +1,6 @@
 //! A real S3 server (s3s-fs: the S3 protocol with signature checks, over a
 //! folder) inside the test process, with the faults tests need: going down
-//! (every connection dropped) now or at a chosen request, and coming back.
+//! (every connection dropped) at a chosen request, and coming back.
 //!
 //! s3s-fs checks `If-None-Match: *` and then writes; S3 does both atomically.
 //! The server here serialises such conditional PUTs, so that two writers
@@ -93,11 +93,6 @@ impl S3Server {
         Ok(Self { addr, root: root.to_owned(), faults, task })
     }
 
-    /// Go down now: every request from here on has its connection dropped.
-    pub fn go_down(&self) {
-        self.faults.down.store(true, Ordering::SeqCst);
-    }
-
     /// Go down when a `method` request whose path contains `path_part` arrives
     /// (that request is dropped too): "down in the middle of a write".
     pub fn go_down_at(&self, method: &str, path_part: &str) {
@@ -124,11 +119,6 @@ impl S3Server {
     /// A `WEIR_CONN_*` URL for `s3://bucket/prefix` on this server, credentials included.
     pub fn connection_url(&self, bucket: &str, prefix: &str) -> String {
         s3_url(&self.endpoint(), bucket, prefix)
-    }
-
-    /// Stop accepting connections: the server is "down".
-    pub fn stop(&self) {
-        self.task.abort();
     }
 }
 
