@@ -23,6 +23,17 @@ pub fn delta_error(e: DeltaTableError, what: &str) -> Error {
     }
 }
 
+/// An object store error met outside delta-rs (Weir's commit markers): access
+/// is the connection's to fix, anything else is retried.
+pub fn store_error(e: object_store::Error, what: &str) -> Error {
+    match e {
+        object_store::Error::PermissionDenied { .. } | object_store::Error::Unauthenticated { .. } => {
+            Error::external(format!("{what}: access denied ({e}); check the connection's credentials"))
+        }
+        other => Error::transient(format!("{what}: {other}")),
+    }
+}
+
 /// Whether an object store error sits anywhere in the chain: the storage
 /// failed (down, timed out, refused), which a later attempt may not meet.
 fn caused_by_store(e: &(dyn std::error::Error + 'static)) -> bool {

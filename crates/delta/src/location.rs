@@ -6,10 +6,13 @@ use std::collections::HashMap;
 use std::str::FromStr;
 use std::sync::Once;
 
+use deltalake::{DeltaTable, DeltaTableBuilder};
 use object_store::aws::AmazonS3ConfigKey;
 use url::Url;
 use weir_core::connection::redact_url;
 use weir_core::{ConnectionUrl, Error, Result};
+
+use crate::error::delta_error;
 
 /// delta-rs's retry settings, accepted in the URL's query beside the S3 options.
 const RETRY_KEYS: &[&str] = &[
@@ -55,6 +58,29 @@ impl TableLocation {
     /// The location as a person reads it (no credentials: there are none in `url`).
     pub fn display(&self) -> &str {
         self.url.as_str()
+    }
+
+    /// The table here at its latest version; an empty (version `None`) table if
+    /// there is none yet.
+    pub async fn open_or_empty(&self) -> Result<DeltaTable> {
+        let what = || format!("opening the Delta table at {}", self.display());
+        let mut table = DeltaTableBuilder::from_url(self.url.clone())
+            .and_then(|b| b.with_storage_options(self.storage_options.clone()).build())
+            .map_err(|e| delta_error(e, &what()))?;
+        // Asking first spares delta-rs's loader an error (and its log line) on a new table.
+        if table.verify_deltatable_existence().await.map_err(|e| delta_error(e, &what()))? {
+            table.load().await.map_err(|e| delta_error(e, &what()))?;
+        }
+        Ok(table)
+    }
+
+    /// The table here at its latest version; an error if there is none.
+    pub async fn open(&self) -> Result<DeltaTable> {
+        let table = self.open_or_empty().await?;
+        if table.version().is_none() {
+            return Err(Error::user(format!("there is no Delta table at {} (was it deleted?)", self.display())));
+        }
+        Ok(table)
     }
 }
 

@@ -2,6 +2,7 @@
 //! version within the retention period needs (VACUUM), then drop Weir's commit
 //! markers that no committed transaction points at any more.
 
+use std::collections::HashMap;
 use std::num::NonZeroU64;
 use std::time::Duration;
 
@@ -11,9 +12,9 @@ use object_store::path::Path;
 use serde::Serialize;
 use weir_core::{Error, Result};
 
-use crate::error::delta_error;
+use crate::error::{delta_error, store_error};
 use crate::location::TableLocation;
-use crate::query::open;
+use crate::sink::committed_load;
 
 #[derive(Debug, Clone)]
 pub struct MaintainOptions {
@@ -35,7 +36,7 @@ pub struct MaintainReport {
 
 pub async fn maintain(location: &TableLocation, options: &MaintainOptions) -> Result<MaintainReport> {
     let what = |op: &str| format!("{op} the Delta table at {}", location.display());
-    let table = open(location).await?;
+    let table = location.open().await?;
     let mut optimize = table.optimize();
     if let Some(size) = options.target_file_size {
         optimize = optimize.with_target_size(size);
@@ -64,26 +65,29 @@ pub async fn maintain(location: &TableLocation, options: &MaintainOptions) -> Re
 /// committed load: only the committed one can ever be read again.
 async fn prune_markers(table: &deltalake::DeltaTable) -> Result<u64> {
     let store = table.object_store();
-    let state = table.snapshot().map_err(|e| delta_error(e, "reading the table"))?;
     let markers: Vec<_> = store
         .list(Some(&Path::from("_weir")))
         .try_collect()
         .await
-        .map_err(|e| Error::transient(format!("listing Weir's commit markers: {e}")))?;
+        .map_err(|e| store_error(e, "listing Weir's commit markers"))?;
+    // Each pipeline's committed load, looked up once however many markers it has.
+    let mut committed: HashMap<String, Option<i64>> = HashMap::new();
     let mut removed = 0;
     for meta in markers {
         let parts: Vec<_> = meta.location.parts().collect();
         let [_, pipeline, file] = parts.as_slice() else { continue };
         let Some(seq) = file.as_ref().strip_suffix(".json").and_then(|s| s.parse::<i64>().ok()) else { continue };
-        let committed = state
-            .transaction_version(table.log_store().as_ref(), format!("weir:{}", pipeline.as_ref()))
-            .await
-            .map_err(|e| delta_error(e, "reading the table's application transactions"))?;
-        if committed.is_some_and(|c| seq < c) {
-            store
-                .delete(&meta.location)
-                .await
-                .map_err(|e| Error::transient(format!("deleting an old commit marker: {e}")))?;
+        let pipeline = pipeline.as_ref();
+        let last = match committed.get(pipeline) {
+            Some(last) => *last,
+            None => {
+                let last = committed_load(table, pipeline).await?;
+                committed.insert(pipeline.to_owned(), last);
+                last
+            }
+        };
+        if last.is_some_and(|c| seq < c) {
+            store.delete(&meta.location).await.map_err(|e| store_error(e, "deleting an old commit marker"))?;
             removed += 1;
         }
     }

@@ -13,7 +13,6 @@ use datafusion::common::TableReference;
 use datafusion::config::Dialect;
 use datafusion::prelude::SessionContext;
 use deltalake::datafusion;
-use deltalake::{DeltaTable, DeltaTableBuilder};
 use futures::stream::BoxStream;
 use futures::{StreamExt, TryStreamExt};
 use weir_core::{Error, Result};
@@ -72,7 +71,7 @@ pub async fn query(tables: &[QueryTable], sql: &str) -> Result<QueryResult> {
             )));
         };
         let location = entry.location.as_ref().map_err(Clone::clone)?;
-        let delta = open(location).await?;
+        let delta = location.open().await?;
         delta.update_datafusion_session(&ctx.state()).map_err(|e| delta_error(e, "preparing the query"))?;
         let provider = delta.table_provider().await.map_err(|e| {
             Error::external(format!("reading the Delta table `{schema}.{table}` at {}: {e}", location.display()))
@@ -98,27 +97,4 @@ pub async fn query(tables: &[QueryTable], sql: &str) -> Result<QueryResult> {
         schema: stream.schema(),
         batches: stream.map_err(|e| Error::external(format!("the query failed: {e}"))).boxed(),
     })
-}
-
-/// The table at `location` at its latest version; an empty (version `None`)
-/// table if there is none yet.
-pub async fn open_or_empty(location: &TableLocation) -> Result<DeltaTable> {
-    let what = || format!("opening the Delta table at {}", location.display());
-    let mut table = DeltaTableBuilder::from_url(location.url.clone())
-        .and_then(|b| b.with_storage_options(location.storage_options.clone()).build())
-        .map_err(|e| delta_error(e, &what()))?;
-    // Asking first spares delta-rs's loader an error (and its log line) on a new table.
-    if table.verify_deltatable_existence().await.map_err(|e| delta_error(e, &what()))? {
-        table.load().await.map_err(|e| delta_error(e, &what()))?;
-    }
-    Ok(table)
-}
-
-/// The table at `location` at its latest version; an error if there is none.
-pub async fn open(location: &TableLocation) -> Result<DeltaTable> {
-    let table = open_or_empty(location).await?;
-    if table.version().is_none() {
-        return Err(Error::user(format!("there is no Delta table at {} (was it deleted?)", location.display())));
-    }
-    Ok(table)
 }

@@ -43,9 +43,11 @@ use weir_core::{
     Error, LoadOutcome, LoadRequest, LoadType, Position, Result, Sink, SinkContext, SourceStream, TableEntry,
 };
 
-use crate::error::delta_error;
+use crate::error::{delta_error, store_error};
 use crate::location::TableLocation;
-use crate::stream::{OnEnd, OnceStream, Progress, RUN_DATE_COLUMN, SEQ_COLUMN, SharedProgress};
+use crate::stream::{
+    OnEnd, OnceStream, Progress, RUN_DATE_COLUMN, SEQ_COLUMN, SharedProgress, run_date_field, with_field,
+};
 use crate::types::WritePlan;
 
 pub struct DeltaSink {
@@ -94,7 +96,7 @@ impl DeltaSink {
                 ))
             })?;
         }
-        crate::query::open_or_empty(&self.location).await
+        self.location.open_or_empty().await
     }
 
     fn marker_path(pipeline: &str, load_seq: i64) -> Path {
@@ -113,15 +115,6 @@ impl DeltaSink {
             Err(object_store::Error::NotFound { .. }) => Ok(None),
             Err(e) => Err(store_error(e, "reading Weir's commit marker")),
         }
-    }
-
-    /// The load sequence number of this pipeline's last commit to the table.
-    async fn committed_load(table: &DeltaTable, pipeline: &str) -> Result<Option<i64>> {
-        let Ok(state) = table.snapshot() else { return Ok(None) };
-        state
-            .transaction_version(table.log_store().as_ref(), app_id(pipeline))
-            .await
-            .map_err(|e| delta_error(e, "reading the table's application transactions"))
     }
 
     fn entry(&self, table: &DeltaTable) -> Result<TableEntry> {
@@ -258,17 +251,17 @@ async fn added_rows(table: &DeltaTable) -> u64 {
         .unwrap_or_default()
 }
 
-fn app_id(pipeline: &str) -> String {
-    format!("weir:{pipeline}")
+/// The load sequence number of this pipeline's last commit to the table.
+pub(crate) async fn committed_load(table: &DeltaTable, pipeline: &str) -> Result<Option<i64>> {
+    let Ok(state) = table.snapshot() else { return Ok(None) };
+    state
+        .transaction_version(table.log_store().as_ref(), app_id(pipeline))
+        .await
+        .map_err(|e| delta_error(e, "reading the table's application transactions"))
 }
 
-fn store_error(e: object_store::Error, what: &str) -> Error {
-    match e {
-        object_store::Error::PermissionDenied { .. } | object_store::Error::Unauthenticated { .. } => {
-            Error::external(format!("{what}: access denied ({e}); check the connection's credentials"))
-        }
-        other => Error::transient(format!("{what}: {other}")),
-    }
+fn app_id(pipeline: &str) -> String {
+    format!("weir:{pipeline}")
 }
 
 #[async_trait::async_trait]
@@ -279,13 +272,13 @@ impl Sink for DeltaSink {
 
     async fn committed_watermark(&self, pipeline: &str) -> Result<Option<String>> {
         let table = self.open().await?;
-        let Some(load_seq) = Self::committed_load(&table, pipeline).await? else { return Ok(None) };
+        let Some(load_seq) = committed_load(&table, pipeline).await? else { return Ok(None) };
         Ok(Self::read_marker(&table, pipeline, load_seq).await?.and_then(|m| m.watermark))
     }
 
     async fn load(&self, request: &LoadRequest, input: SourceStream) -> Result<LoadOutcome> {
         let table = self.open().await?;
-        if let Some(committed) = Self::committed_load(&table, &request.pipeline).await? {
+        if let Some(committed) = committed_load(&table, &request.pipeline).await? {
             if committed == request.load_seq {
                 return self.already_committed(&table, request).await;
             }
@@ -301,17 +294,10 @@ impl Sink for DeltaSink {
         }
 
         let run_date = request.replace_date.map(|d| (d.date() - chrono::NaiveDate::default()).num_days() as i32);
-        let mut source_schema = input.schema.as_ref().clone();
-        if run_date.is_some() {
-            let mut fields: Vec<_> =
-                source_schema.fields().iter().filter(|f| f.name() != RUN_DATE_COLUMN).cloned().collect();
-            fields.push(Arc::new(arrow::datatypes::Field::new(
-                RUN_DATE_COLUMN,
-                arrow::datatypes::DataType::Date32,
-                true,
-            )));
-            source_schema = arrow::datatypes::Schema::new(fields);
-        }
+        let source_schema = match run_date {
+            Some(_) => with_field(&input.schema, run_date_field()),
+            None => input.schema.as_ref().clone(),
+        };
         let existing = table.snapshot().ok().map(|s| s.snapshot().arrow_schema());
         let plan = WritePlan::new(existing.as_deref(), &source_schema)?;
         self.check_partitioning(&table, &plan)?;

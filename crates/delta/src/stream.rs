@@ -84,7 +84,7 @@ impl OnceStream {
                 let n = batch.num_rows() as i64;
                 let seq = Int64Array::from_iter_values(next_seq..next_seq + n);
                 next_seq += n;
-                with_column(&batch, SEQ_COLUMN, Arc::new(seq), false)
+                with_column(&batch, seq_field(), Arc::new(seq))
             });
             converted.map_err(|e| {
                 let wrapped = DataFusionError::External(Box::new(e.clone()));
@@ -110,11 +110,7 @@ impl OnceStream {
         };
         let schema = match with_seq {
             false => schema,
-            true => {
-                let mut fields = schema.fields().to_vec();
-                fields.push(Arc::new(Field::new(SEQ_COLUMN, DataType::Int64, false)));
-                Arc::new(Schema::new(fields))
-            }
+            true => Arc::new(with_field(&schema, seq_field())),
         };
         Self { schema, inner: Mutex::new(Some(batches.chain(tail).boxed())) }
     }
@@ -138,20 +134,34 @@ impl PartitionStream for OnceStream {
     }
 }
 
-fn with_run_date(batch: &RecordBatch, days: i32) -> weir_core::Result<RecordBatch> {
-    with_column(batch, RUN_DATE_COLUMN, Arc::new(Date32Array::from(vec![days; batch.num_rows()])), true)
+fn seq_field() -> Field {
+    Field::new(SEQ_COLUMN, DataType::Int64, false)
 }
 
-/// `batch` with `column` as `name`, last (replacing a column of that name).
-fn with_column(batch: &RecordBatch, name: &str, column: ArrayRef, nullable: bool) -> weir_core::Result<RecordBatch> {
-    let mut fields = batch.schema().fields().to_vec();
+/// The [`RUN_DATE_COLUMN`] a date-sliced load adds to every row.
+pub fn run_date_field() -> Field {
+    Field::new(RUN_DATE_COLUMN, DataType::Date32, true)
+}
+
+fn with_run_date(batch: &RecordBatch, days: i32) -> weir_core::Result<RecordBatch> {
+    with_column(batch, run_date_field(), Arc::new(Date32Array::from(vec![days; batch.num_rows()])))
+}
+
+/// `schema` with `field` last (replacing a field of that name).
+pub fn with_field(schema: &Schema, field: Field) -> Schema {
+    let mut fields: Vec<_> = schema.fields().iter().filter(|f| f.name() != field.name()).cloned().collect();
+    fields.push(Arc::new(field));
+    Schema::new(fields)
+}
+
+/// `batch` with `column` as `field`, last (replacing a column of that name).
+fn with_column(batch: &RecordBatch, field: Field, column: ArrayRef) -> weir_core::Result<RecordBatch> {
+    let name = field.name().clone();
     let mut columns = batch.columns().to_vec();
-    if let Some(i) = fields.iter().position(|f| f.name() == name) {
-        fields.remove(i);
+    if let Ok(i) = batch.schema().index_of(&name) {
         columns.remove(i);
     }
-    fields.push(Arc::new(Field::new(name, column.data_type().clone(), nullable)));
     columns.push(column);
-    RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)
+    RecordBatch::try_new(Arc::new(with_field(&batch.schema(), field)), columns)
         .map_err(|e| Error::internal(format!("adding {name}: {e}")))
 }
