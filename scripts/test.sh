@@ -3,10 +3,12 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-eval "$(scripts/services.sh postgres deltalake)"
+eval "$(scripts/services.sh postgres mariadb deltalake)"
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/weir/target}
 # Tests each make their own database; drop those an earlier run left behind.
 psql "$WEIR_TEST_PG_URL" -Atqc "SELECT datname FROM pg_database WHERE datname LIKE 'weir\_t\_%'" |
   while read -r db; do psql "$WEIR_TEST_PG_URL" -qc "DROP DATABASE IF EXISTS \"$db\"" >/dev/null; done
+mariadb -h127.0.0.1 -uroot -N -e "SELECT schema_name FROM information_schema.schemata WHERE schema_name LIKE 'weir\\_t\\_%'" |
+  while read -r db; do mariadb -h127.0.0.1 -uroot -e "DROP DATABASE IF EXISTS \`$db\`"; done
 
 cargo test --workspace --locked "$@"

@@ -6,6 +6,8 @@
 //! runtime object). Each connector crate exports a [`SourceRegistration`] or
 //! [`SinkRegistration`]; the engine keeps the map from type name to factory.
 
+use std::collections::BTreeMap;
+
 use arrow::array::RecordBatch;
 use arrow::datatypes::SchemaRef;
 use futures::stream::BoxStream;
@@ -21,6 +23,9 @@ pub struct Position {
     pub watermark: Option<String>,
     /// Bytes read from the source so far.
     pub bytes_read: u64,
+    /// Counts of values the source had to treat specially so far, by kind
+    /// (`zero_dates`: MySQL zero dates read as NULL). They go to `audit.details`.
+    pub counts: BTreeMap<&'static str, u64>,
 }
 
 /// One Arrow batch and the position reached after it.
@@ -36,6 +41,15 @@ pub type BatchStream = BoxStream<'static, Result<SourceBatch>>;
 pub struct SourceStream {
     pub schema: SchemaRef,
     pub batches: BatchStream,
+    /// Things the user should fix that did not stop the read (a watermark
+    /// column without an index). Logged and kept in `audit.details`.
+    pub warnings: Vec<String>,
+}
+
+impl SourceStream {
+    pub fn new(schema: SchemaRef, batches: BatchStream) -> Self {
+        Self { schema, batches, warnings: Vec::new() }
+    }
 }
 
 /// Read only rows whose watermark column is past `value`.
@@ -140,6 +154,11 @@ pub trait Source: Send + Sync {
     async fn check(&self) -> Result<()>;
     /// Resolve what this run reads, declare its schema, and start streaming.
     async fn open(&self, request: &ReadRequest) -> Result<SourceStream>;
+    /// Whether this source's own options limit a run to `--date`'s data (a
+    /// date column, say), as a date template in the controller row does.
+    fn reads_by_date(&self) -> bool {
+        false
+    }
 }
 
 #[async_trait::async_trait]

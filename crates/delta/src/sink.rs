@@ -312,7 +312,7 @@ impl Sink for DeltaSink {
         }
 
         let progress: SharedProgress = Arc::new(Mutex::new(Progress {
-            position: Position { watermark: request.watermark_before.clone(), bytes_read: 0 },
+            position: Position { watermark: request.watermark_before.clone(), ..Default::default() },
             ..Default::default()
         }));
         let on_end = marker_writer(&table, request);

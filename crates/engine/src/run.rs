@@ -1,5 +1,6 @@
 //! The run loop.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -236,7 +237,7 @@ impl Engine {
             heartbeat.abort();
 
             match result {
-                Ok((outcome, watermark_before)) => {
+                Ok((outcome, watermark_before, details)) => {
                     let end = AttemptEnd {
                         status: Status::Success,
                         records_read: Some(outcome.rows_read as i64),
@@ -244,6 +245,7 @@ impl Engine {
                         bytes_read: Some(outcome.bytes_read as i64),
                         watermark_before,
                         watermark_after: outcome.watermark.clone(),
+                        details,
                         error_message: None,
                         error_domain: None,
                     };
@@ -340,14 +342,15 @@ impl Engine {
     }
 
     /// One attempt: read the watermark, stream the source into the sink.
-    /// Returns what was committed and the watermark it started from.
+    /// Returns what was committed, the watermark it started from, and the
+    /// details for `audit` (what the source counted and warned about).
     async fn attempt(
         &self,
         p: &Prepared,
         run_id: Uuid,
         load_seq: i64,
         config: &RunConfig,
-    ) -> Result<(LoadOutcome, Option<String>)> {
+    ) -> Result<(LoadOutcome, Option<String>, Option<serde_json::Value>)> {
         let def = &p.def;
         let stored = self.meta.watermark(def.id).await?;
         // What the destination committed wins: it is what the data holds, even if
@@ -357,7 +360,7 @@ impl Engine {
             true => None,
         };
         let watermark_before = if def.load_type == LoadType::Incremental { committed.or(stored) } else { None };
-        let date_sliced = def.is_date_sliced();
+        let date_sliced = def.is_date_sliced() || p.source.reads_by_date();
         let filter = match (&watermark_before, &def.watermark_column, date_sliced) {
             (Some(value), Some(_), false) => {
                 Some(WatermarkFilter { value: value.clone(), inclusive: !def.primary_key.is_empty() })
@@ -371,7 +374,19 @@ impl Engine {
             watermark_before: watermark_before.clone(),
         };
         let stream = p.source.open(&request).instrument(info_span!("extract")).await?;
-        let stream = SourceStream { schema: stream.schema, batches: prefetch(stream.batches, PREFETCH_BATCHES) };
+        for warning in &stream.warnings {
+            warn!(warning = %warning, "source");
+        }
+        // The last position's counts are the run's totals.
+        let counts = Arc::new(std::sync::Mutex::new(BTreeMap::new()));
+        let last_counts = counts.clone();
+        let batches = stream.batches.inspect(move |item| {
+            if let (Ok(b), Ok(mut counts)) = (item, last_counts.lock()) {
+                counts.clone_from(&b.position.counts);
+            }
+        });
+        let stream_warnings = stream.warnings.clone();
+        let stream = SourceStream { batches: prefetch(batches.boxed(), PREFETCH_BATCHES), ..stream };
 
         let outcome = match config.skip_load {
             false => {
@@ -400,7 +415,8 @@ impl Engine {
             }
             true => count_only(stream.batches).await?,
         };
-        Ok((outcome, watermark_before))
+        let counts = counts.lock().map(|c| c.clone()).unwrap_or_default();
+        Ok((outcome, watermark_before, details(&counts, &stream_warnings)))
     }
 
     fn spawn_heartbeat(&self, audit_id: i64) -> tokio::task::JoinHandle<()> {
@@ -416,6 +432,16 @@ impl Engine {
     }
 }
 
+/// `audit.details` for a load: the source's counts and warnings, if any.
+fn details(counts: &BTreeMap<&'static str, u64>, warnings: &[String]) -> Option<serde_json::Value> {
+    let mut details: serde_json::Map<String, serde_json::Value> =
+        counts.iter().filter(|(_, n)| **n > 0).map(|(k, n)| ((*k).to_owned(), (*n).into())).collect();
+    if !warnings.is_empty() {
+        details.insert("warnings".to_owned(), warnings.into());
+    }
+    (!details.is_empty()).then_some(serde_json::Value::Object(details))
+}
+
 fn failed_end(e: &Error, message: String, watermark_before: Option<String>) -> AttemptEnd {
     AttemptEnd {
         status: Status::Failed,
@@ -424,6 +450,7 @@ fn failed_end(e: &Error, message: String, watermark_before: Option<String>) -> A
         bytes_read: None,
         watermark_before,
         watermark_after: None,
+        details: None,
         error_message: Some(message),
         error_domain: Some(e.domain().to_string()),
     }

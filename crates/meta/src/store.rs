@@ -61,6 +61,8 @@ pub struct AttemptEnd {
     pub bytes_read: Option<i64>,
     pub watermark_before: Option<String>,
     pub watermark_after: Option<String>,
+    /// What the source met on the way: `{"zero_dates": 3, "warnings": […]}`.
+    pub details: Option<serde_json::Value>,
     /// Already redacted.
     pub error_message: Option<String>,
     pub error_domain: Option<String>,
@@ -261,7 +263,8 @@ impl MetaStore {
         sqlx::query(
             "UPDATE audit SET status = $2, end_time = now(), heartbeat_at = now(),
                     records_read = $3, records_processed = $4, bytes_read = $5,
-                    watermark_before = $6, watermark_after = $7, error_message = $8, error_domain = $9
+                    watermark_before = $6, watermark_after = $7, error_message = $8, error_domain = $9,
+                    details = $10
              WHERE audit_id = $1",
         )
         .bind(audit_id)
@@ -273,6 +276,7 @@ impl MetaStore {
         .bind(&end.watermark_after)
         .bind(&end.error_message)
         .bind(&end.error_domain)
+        .bind(&end.details)
         .execute(&self.pool)
         .await
         .map_err(|e| db_error(e, "finishing the audit row"))?;

@@ -75,8 +75,20 @@ fn numeric(p: u8, s: i8) -> (String, DataType) {
     (pg, DataType::Decimal128(p.min(38), s))
 }
 
+/// Arrow's canonical extension type for JSON text (a MySQL `JSON` column, say).
+const JSON_EXTENSION: &str = "arrow.json";
+
 /// The plan for a column of a table Weir creates.
 pub fn new_column(field: &Field) -> ColumnPlan {
+    if field.metadata().get("ARROW:extension:name").map(String::as_str) == Some(JSON_EXTENSION) {
+        return ColumnPlan {
+            name: field.name().clone(),
+            pg_type: "jsonb".to_owned(),
+            arrow: DataType::Utf8,
+            json: Some(JsonKind::Jsonb),
+            to_json: false,
+        };
+    }
     match default_type(field.data_type()) {
         Some((pg_type, arrow)) => ColumnPlan { name: field.name().clone(), pg_type, arrow, json: None, to_json: false },
         None => ColumnPlan {
@@ -318,6 +330,8 @@ mod tests {
         for (dt, pg) in cases {
             assert_eq!(new_column(&f("c", dt.clone())).pg_type, pg, "{dt}");
         }
+        let json = f("doc", Utf8).with_metadata([("ARROW:extension:name".to_owned(), "arrow.json".to_owned())].into());
+        assert_eq!(new_column(&json).json, Some(JsonKind::Jsonb));
     }
 
     #[test]

@@ -113,13 +113,16 @@ impl Source for ParquetSource {
                 if let Some(t) = tracker.as_mut() {
                     t.observe(&batch)?;
                 }
-                let position =
-                    Position { watermark: tracker.as_ref().and_then(|t| t.value().map(str::to_owned)), bytes_read };
+                let position = Position {
+                    watermark: tracker.as_ref().and_then(|t| t.value().map(str::to_owned)),
+                    bytes_read,
+                    ..Default::default()
+                };
                 Ok(SourceBatch { batch, position })
             })
             .try_filter(|b| futures::future::ready(non_empty(&b.batch)))
             .boxed();
-        Ok(SourceStream { schema, batches })
+        Ok(SourceStream::new(schema, batches))
     }
 }
 

@@ -5,9 +5,15 @@
 //! - [`s3`]: a real S3 server (s3s-fs, with signature checks) over a temporary
 //!   folder, inside the test process.
 //! - [`data`]: the demo `orders` dataset as Arrow batches and Parquet files.
+//! - [`chat`]: the chat demo's OLTP database in MySQL/MariaDB, simulated day by day.
 //! - [`delta`]: an independent Delta reader (Python `deltalake`) for assertions.
+//! - [`mysql`]: a fresh MariaDB/MySQL database per test (`WEIR_TEST_MYSQL_URL`).
+//! - [`proxy`]: a TCP proxy that cuts connections, for servers that drop mid-read.
 
+pub mod chat;
 pub mod data;
 pub mod delta;
+pub mod mysql;
 pub mod pg;
+pub mod proxy;
 pub mod s3;

@@ -1,7 +1,10 @@
-//! `weir-gen`: writes the demo/benchmark `orders` dataset.
+//! `weir-gen`: writes the demo and benchmark datasets.
 //!
 //! `weir-gen orders --out demo-data/orders/dt=20250323 --date 20250323 --rows 1000`
 //! writes Parquet; `--csv FILE` writes the same rows as CSV (for `psql \copy`).
+//! `weir-gen chat --mysql mysql://root@127.0.0.1/chat --date 20250323 --first-day`
+//! creates the chat OLTP tables and fills a first day; later dates add new and
+//! changed rows.
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -9,6 +12,7 @@ use std::path::PathBuf;
 use anyhow::Context;
 use chrono::{DateTime, NaiveDate};
 use clap::{Parser, Subcommand};
+use weir_testkit::chat::{Volume, simulate_day};
 use weir_testkit::data::{order, write_orders};
 
 #[derive(Parser)]
@@ -39,18 +43,51 @@ enum Cmd {
         #[arg(long, default_value_t = 1)]
         files: usize,
     },
+    /// The chat OLTP database in MySQL/MariaDB: one simulated day of new and changed rows.
+    Chat {
+        /// The database, `mysql://user@host:3306/chat` (created tables if missing).
+        #[arg(long)]
+        mysql: String,
+        #[arg(long, default_value = "20250323")]
+        date: String,
+        /// The first day's larger volume, without edits.
+        #[arg(long)]
+        first_day: bool,
+    },
 }
 
 fn main() -> anyhow::Result<()> {
-    let Cmd::Orders { out, csv, date, rows, first, files } = Cli::parse().command;
-    let day = NaiveDate::parse_from_str(&date, "%Y%m%d")
-        .or_else(|_| NaiveDate::parse_from_str(&date, "%Y-%m-%d"))
-        .with_context(|| format!("--date {date}"))?;
-    match (out, csv) {
-        (Some(dir), None) => write_orders(&dir, day, first, rows, files),
-        (None, Some(path)) => write_csv(&path, day, first, rows),
-        _ => anyhow::bail!("give exactly one of --out DIR or --csv FILE"),
+    match Cli::parse().command {
+        Cmd::Orders { out, csv, date, rows, first, files } => {
+            let day = parse_day(&date)?;
+            match (out, csv) {
+                (Some(dir), None) => write_orders(&dir, day, first, rows, files),
+                (None, Some(path)) => write_csv(&path, day, first, rows),
+                _ => anyhow::bail!("give exactly one of --out DIR or --csv FILE"),
+            }
+        }
+        Cmd::Chat { mysql, date, first_day } => {
+            let volume = if first_day { Volume::FIRST_DAY } else { Volume::NEXT_DAY };
+            let day = parse_day(&date)?;
+            let report = tokio::runtime::Runtime::new()?.block_on(simulate_day(&mysql, day, volume))?;
+            println!("chat day {date}: rows inserted / updated");
+            for (table, (inserted, updated)) in [
+                ("users", report.users),
+                ("chats", report.chats),
+                ("chat_members", report.chat_members),
+                ("messages", report.messages),
+            ] {
+                println!("  {table:<13} +{inserted:<5} ~{updated}");
+            }
+            Ok(())
+        }
     }
+}
+
+fn parse_day(date: &str) -> anyhow::Result<NaiveDate> {
+    NaiveDate::parse_from_str(date, "%Y%m%d")
+        .or_else(|_| NaiveDate::parse_from_str(date, "%Y-%m-%d"))
+        .with_context(|| format!("--date {date}"))
 }
 
 fn write_csv(path: &PathBuf, day: NaiveDate, first: i64, rows: usize) -> anyhow::Result<()> {

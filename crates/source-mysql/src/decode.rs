@@ -1,0 +1,516 @@
+//! MySQL binary-protocol values → Arrow arrays, one builder per column.
+//!
+//! Rows arrive in the binary protocol (prepared statements): integers and
+//! floats little-endian, dates and times as small structs, decimals as ASCII,
+//! everything else as length-prefixed bytes. Each value is decoded straight
+//! into its column's Arrow builder; nothing goes through an intermediate row type.
+
+use std::sync::Arc;
+
+use arrow::array::{
+    ArrayRef, BinaryBuilder, BooleanBuilder, Date32Builder, Decimal128Builder, Float32Builder, Float64Builder,
+    Int8Builder, Int16Builder, Int32Builder, Int64Builder, ListBuilder, RecordBatch, StringBuilder,
+    Time64MicrosecondBuilder, TimestampMicrosecondBuilder, UInt8Builder, UInt16Builder, UInt32Builder, UInt64Builder,
+};
+use arrow::datatypes::SchemaRef;
+use chrono::NaiveDate;
+use sqlx::mysql::{MySql, MySqlRow};
+use sqlx::{Decode, Row};
+use weir_core::{Error, Result};
+
+use crate::types::MysqlType;
+
+const MICROS_PER_SECOND: i64 = 1_000_000;
+const MICROS_PER_DAY: i64 = 86_400 * MICROS_PER_SECOND;
+
+/// Why one value could not be read; the caller adds the column and the row key.
+type ValueResult<T> = std::result::Result<T, String>;
+
+/// One column's Arrow builder, typed by what the column holds.
+enum Builder {
+    Bool(BooleanBuilder),
+    I8(Int8Builder),
+    I16(Int16Builder),
+    I32(Int32Builder),
+    I64(Int64Builder),
+    U8(UInt8Builder),
+    U16(UInt16Builder),
+    U32(UInt32Builder),
+    U64(UInt64Builder),
+    F32(Float32Builder),
+    F64(Float64Builder),
+    Decimal(Decimal128Builder, i8),
+    Date(Date32Builder),
+    Timestamp(TimestampMicrosecondBuilder),
+    Time(Time64MicrosecondBuilder),
+    Text(StringBuilder),
+    Set(ListBuilder<StringBuilder>),
+    Bytes(BinaryBuilder),
+}
+
+impl Builder {
+    fn new(ty: MysqlType, capacity: usize) -> Self {
+        use MysqlType as T;
+        match ty {
+            T::Bool | T::Bit { width: 1 } => Self::Bool(BooleanBuilder::with_capacity(capacity)),
+            T::Int { bytes: 1, unsigned: false } => Self::I8(Int8Builder::with_capacity(capacity)),
+            T::Int { bytes: 1, unsigned: true } => Self::U8(UInt8Builder::with_capacity(capacity)),
+            T::Int { bytes: 2, unsigned: false } | T::Year => Self::I16(Int16Builder::with_capacity(capacity)),
+            T::Int { bytes: 2, unsigned: true } => Self::U16(UInt16Builder::with_capacity(capacity)),
+            T::Int { bytes: 3 | 4, unsigned: false } => Self::I32(Int32Builder::with_capacity(capacity)),
+            T::Int { bytes: 3 | 4, unsigned: true } => Self::U32(UInt32Builder::with_capacity(capacity)),
+            T::Int { unsigned: false, .. } | T::Bit { width: 2..=63 } => {
+                Self::I64(Int64Builder::with_capacity(capacity))
+            }
+            T::Int { unsigned: true, .. } | T::Bit { .. } => Self::U64(UInt64Builder::with_capacity(capacity)),
+            T::Float => Self::F32(Float32Builder::with_capacity(capacity)),
+            T::Double => Self::F64(Float64Builder::with_capacity(capacity)),
+            T::Decimal { precision, scale } if precision <= 38 => {
+                Self::Decimal(Decimal128Builder::with_capacity(capacity).with_data_type(ty.arrow()), scale)
+            }
+            T::Decimal { .. } | T::Text | T::Json => Self::Text(StringBuilder::with_capacity(capacity, capacity * 16)),
+            T::Date => Self::Date(Date32Builder::with_capacity(capacity)),
+            T::Datetime | T::Timestamp => {
+                Self::Timestamp(TimestampMicrosecondBuilder::with_capacity(capacity).with_data_type(ty.arrow()))
+            }
+            T::Time => Self::Time(Time64MicrosecondBuilder::with_capacity(capacity)),
+            T::Set => Self::Set(ListBuilder::new(StringBuilder::new())),
+            T::Bytes => Self::Bytes(BinaryBuilder::with_capacity(capacity, capacity * 16)),
+        }
+    }
+
+    fn append_null(&mut self) {
+        match self {
+            Self::Bool(b) => b.append_null(),
+            Self::I8(b) => b.append_null(),
+            Self::I16(b) => b.append_null(),
+            Self::I32(b) => b.append_null(),
+            Self::I64(b) => b.append_null(),
+            Self::U8(b) => b.append_null(),
+            Self::U16(b) => b.append_null(),
+            Self::U32(b) => b.append_null(),
+            Self::U64(b) => b.append_null(),
+            Self::F32(b) => b.append_null(),
+            Self::F64(b) => b.append_null(),
+            Self::Decimal(b, _) => b.append_null(),
+            Self::Date(b) => b.append_null(),
+            Self::Timestamp(b) => b.append_null(),
+            Self::Time(b) => b.append_null(),
+            Self::Text(b) => b.append_null(),
+            Self::Set(b) => b.append_null(),
+            Self::Bytes(b) => b.append_null(),
+        }
+    }
+
+    fn finish(&mut self) -> ArrayRef {
+        match self {
+            Self::Bool(b) => Arc::new(b.finish()),
+            Self::I8(b) => Arc::new(b.finish()),
+            Self::I16(b) => Arc::new(b.finish()),
+            Self::I32(b) => Arc::new(b.finish()),
+            Self::I64(b) => Arc::new(b.finish()),
+            Self::U8(b) => Arc::new(b.finish()),
+            Self::U16(b) => Arc::new(b.finish()),
+            Self::U32(b) => Arc::new(b.finish()),
+            Self::U64(b) => Arc::new(b.finish()),
+            Self::F32(b) => Arc::new(b.finish()),
+            Self::F64(b) => Arc::new(b.finish()),
+            Self::Decimal(b, _) => Arc::new(b.finish()),
+            Self::Date(b) => Arc::new(b.finish()),
+            Self::Timestamp(b) => Arc::new(b.finish()),
+            Self::Time(b) => Arc::new(b.finish()),
+            Self::Text(b) => Arc::new(b.finish()),
+            Self::Set(b) => Arc::new(b.finish()),
+            Self::Bytes(b) => Arc::new(b.finish()),
+        }
+    }
+}
+
+/// What decoding one value did beyond appending it.
+enum Appended {
+    Value,
+    /// A zero date (`0000-00-00`), appended as NULL.
+    ZeroDate,
+}
+
+/// One column: its name, its declared type and its builder.
+struct ColumnBuilder {
+    name: String,
+    ty: MysqlType,
+    builder: Builder,
+}
+
+impl ColumnBuilder {
+    /// Append one non-NULL value in the binary protocol's encoding.
+    fn append(&mut self, raw: &[u8]) -> ValueResult<Appended> {
+        use MysqlType as T;
+        match (&mut self.builder, self.ty) {
+            (Builder::Bool(b), T::Bool) => match int(raw)? {
+                0 => b.append_value(false),
+                1 => b.append_value(true),
+                other => {
+                    return Err(format!(
+                        "TINYINT(1) value {other} is not a boolean (0 or 1); \
+                         change the column to TINYINT, or cast it in options.query"
+                    ));
+                }
+            },
+            (Builder::Bool(b), _) => b.append_value(bits(raw)? != 0),
+            (Builder::I8(b), _) => b.append_value(int(raw)? as i8),
+            (Builder::I16(b), _) => b.append_value(int(raw)? as i16),
+            (Builder::I32(b), _) => b.append_value(int(raw)? as i32),
+            (Builder::I64(b), T::Bit { .. }) => b.append_value(bits(raw)? as i64),
+            (Builder::I64(b), _) => b.append_value(int(raw)?),
+            (Builder::U8(b), _) => b.append_value(uint(raw)? as u8),
+            (Builder::U16(b), _) => b.append_value(uint(raw)? as u16),
+            (Builder::U32(b), _) => b.append_value(uint(raw)? as u32),
+            (Builder::U64(b), T::Bit { .. }) => b.append_value(bits(raw)?),
+            (Builder::U64(b), _) => b.append_value(uint(raw)?),
+            (Builder::F32(b), _) => b.append_value(f32::from_le_bytes(fixed(raw)?)),
+            (Builder::F64(b), _) => b.append_value(f64::from_le_bytes(fixed(raw)?)),
+            (Builder::Decimal(b, scale), _) => b.append_value(decimal(raw, *scale)?),
+            (Builder::Date(b), _) => match datetime(raw)? {
+                None => return Ok(zero(&mut self.builder)),
+                Some(micros) => b.append_value(micros.div_euclid(MICROS_PER_DAY) as i32),
+            },
+            (Builder::Timestamp(b), _) => match datetime(raw)? {
+                None => return Ok(zero(&mut self.builder)),
+                Some(micros) => b.append_value(micros),
+            },
+            (Builder::Time(b), _) => b.append_value(time_of_day(raw)?),
+            (Builder::Text(b), _) => b.append_value(utf8(raw)?),
+            (Builder::Set(b), _) => {
+                let text = utf8(raw)?;
+                if !text.is_empty() {
+                    for member in text.split(',') {
+                        b.values().append_value(member);
+                    }
+                }
+                b.append(true);
+            }
+            (Builder::Bytes(b), _) => b.append_value(raw),
+        }
+        Ok(Appended::Value)
+    }
+}
+
+fn zero(builder: &mut Builder) -> Appended {
+    builder.append_null();
+    Appended::ZeroDate
+}
+
+fn fixed<const N: usize>(raw: &[u8]) -> ValueResult<[u8; N]> {
+    raw.try_into().map_err(|_| format!("expected {N} bytes from the server, got {}", raw.len()))
+}
+
+/// A signed integer of any width the server sends (1, 2, 4 or 8 bytes, little-endian).
+fn int(raw: &[u8]) -> ValueResult<i64> {
+    Ok(match raw.len() {
+        1 => raw[0] as i8 as i64,
+        2 => i16::from_le_bytes(fixed(raw)?) as i64,
+        4 => i32::from_le_bytes(fixed(raw)?) as i64,
+        8 => i64::from_le_bytes(fixed(raw)?),
+        n => return Err(format!("an integer of {n} bytes is not a MySQL integer")),
+    })
+}
+
+fn uint(raw: &[u8]) -> ValueResult<u64> {
+    Ok(match raw.len() {
+        1 => raw[0] as u64,
+        2 => u16::from_le_bytes(fixed(raw)?) as u64,
+        4 => u32::from_le_bytes(fixed(raw)?) as u64,
+        8 => u64::from_le_bytes(fixed(raw)?),
+        n => return Err(format!("an integer of {n} bytes is not a MySQL integer")),
+    })
+}
+
+/// `BIT(M)`: up to 8 bytes, big-endian.
+fn bits(raw: &[u8]) -> ValueResult<u64> {
+    if raw.len() > 8 {
+        return Err(format!("a BIT value of {} bytes does not fit 64 bits", raw.len()));
+    }
+    Ok(raw.iter().fold(0u64, |acc, b| (acc << 8) | *b as u64))
+}
+
+/// `DECIMAL` as the server prints it (`-123.45`) → the unscaled integer at `scale`.
+fn decimal(raw: &[u8], scale: i8) -> ValueResult<i128> {
+    let bad = || format!("`{}` is not a decimal number", String::from_utf8_lossy(raw));
+    let (negative, digits) = match raw.first() {
+        Some(b'-') => (true, &raw[1..]),
+        Some(b'+') => (false, &raw[1..]),
+        _ => (false, raw),
+    };
+    let mut value: i128 = 0;
+    let mut fraction_digits: i32 = 0;
+    let mut seen_point = false;
+    for &c in digits {
+        match c {
+            b'0'..=b'9' => {
+                value = value.checked_mul(10).and_then(|v| v.checked_add((c - b'0') as i128)).ok_or_else(bad)?;
+                if seen_point {
+                    fraction_digits += 1;
+                }
+            }
+            b'.' if !seen_point => seen_point = true,
+            _ => return Err(bad()),
+        }
+    }
+    let shift = scale as i32 - fraction_digits;
+    if shift < 0 {
+        return Err(format!(
+            "`{}` has more fraction digits than the column's scale {scale}",
+            String::from_utf8_lossy(raw)
+        ));
+    }
+    let value = value.checked_mul(10i128.pow(shift as u32)).ok_or_else(bad)?;
+    Ok(if negative { -value } else { value })
+}
+
+/// `DATE`, `DATETIME`, `TIMESTAMP`: microseconds since the epoch, or `None`
+/// for a zero date (`0000-00-00`, or a zero month or day).
+fn datetime(raw: &[u8]) -> ValueResult<Option<i64>> {
+    let len = *raw.first().ok_or("an empty date value")? as usize;
+    let body = &raw[1..];
+    if body.len() != len || !matches!(len, 0 | 4 | 7 | 11) {
+        return Err(format!("a date value of {} bytes is not in the binary protocol's form", raw.len()));
+    }
+    if len == 0 {
+        return Ok(None);
+    }
+    let year = u16::from_le_bytes([body[0], body[1]]) as i32;
+    let (month, day) = (body[2] as u32, body[3] as u32);
+    if month == 0 || day == 0 {
+        return Ok(None);
+    }
+    let date = NaiveDate::from_ymd_opt(year, month, day)
+        .ok_or_else(|| format!("{year:04}-{month:02}-{day:02} is not a date"))?;
+    let days = (date - NaiveDate::default()).num_days();
+    let mut micros = days * MICROS_PER_DAY;
+    if len >= 7 {
+        micros += (body[4] as i64 * 3600 + body[5] as i64 * 60 + body[6] as i64) * MICROS_PER_SECOND;
+    }
+    if len == 11 {
+        micros += u32::from_le_bytes([body[7], body[8], body[9], body[10]]) as i64;
+    }
+    Ok(Some(micros))
+}
+
+/// `TIME` as a time of day in microseconds; MySQL's negative or ≥ 24 h
+/// durations do not fit one.
+fn time_of_day(raw: &[u8]) -> ValueResult<i64> {
+    let len = *raw.first().ok_or("an empty time value")? as usize;
+    let body = &raw[1..];
+    if body.len() != len || !matches!(len, 0 | 8 | 12) {
+        return Err(format!("a time value of {} bytes is not in the binary protocol's form", raw.len()));
+    }
+    if len == 0 {
+        return Ok(0);
+    }
+    let negative = body[0] == 1;
+    let days = u32::from_le_bytes([body[1], body[2], body[3], body[4]]) as i64;
+    let (h, m, s) = (body[5] as i64, body[6] as i64, body[7] as i64);
+    let micros = if len == 12 { u32::from_le_bytes([body[8], body[9], body[10], body[11]]) as i64 } else { 0 };
+    if negative || days > 0 {
+        let hours = days * 24 + h;
+        let sign = if negative { "-" } else { "" };
+        return Err(format!(
+            "TIME value {sign}{hours:02}:{m:02}:{s:02} is not a time of day (00:00:00 to 23:59:59.999999); \
+             cast it in options.query, e.g. TIME_TO_SEC(column)"
+        ));
+    }
+    Ok((h * 3600 + m * 60 + s) * MICROS_PER_SECOND + micros)
+}
+
+fn utf8(raw: &[u8]) -> ValueResult<&str> {
+    std::str::from_utf8(raw).map_err(|e| format!("text is not valid UTF-8 ({e})"))
+}
+
+/// A value as text, for naming a row in an error (`id=42`).
+fn render(ty: MysqlType, raw: &[u8]) -> String {
+    match ty {
+        MysqlType::Int { unsigned: true, .. } => uint(raw).map(|v| v.to_string()),
+        MysqlType::Int { .. } | MysqlType::Bool | MysqlType::Year => int(raw).map(|v| v.to_string()),
+        MysqlType::Date | MysqlType::Datetime | MysqlType::Timestamp => datetime(raw).map(|m| match m {
+            Some(m) => {
+                chrono::DateTime::from_timestamp_micros(m).map(|d| d.naive_utc().to_string()).unwrap_or_default()
+            }
+            None => "0000-00-00".to_owned(),
+        }),
+        MysqlType::Bytes => Ok(format!("0x{}", raw.iter().map(|b| format!("{b:02x}")).collect::<String>())),
+        _ => Ok(format!("'{}'", String::from_utf8_lossy(raw))),
+    }
+    .unwrap_or_else(|_| "?".to_owned())
+}
+
+/// A value to bind into a statement: a keyset cursor, a bound, a range edge.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Param {
+    Null,
+    Int(i64),
+    UInt(u64),
+    Float(f64),
+    Text(String),
+    Bytes(Vec<u8>),
+}
+
+impl Param {
+    /// A value of a `ty` column, as the server sent it, to compare that column with.
+    pub fn from_raw(ty: MysqlType, raw: Option<&[u8]>) -> Result<Self> {
+        let Some(raw) = raw else { return Ok(Param::Null) };
+        let param = match ty {
+            MysqlType::Int { unsigned: true, .. } => uint(raw).map(Param::UInt),
+            MysqlType::Int { .. } | MysqlType::Bool | MysqlType::Year => int(raw).map(Param::Int),
+            MysqlType::Bit { .. } => bits(raw).map(Param::UInt),
+            MysqlType::Float => fixed(raw).map(|b| Param::Float(f32::from_le_bytes(b) as f64)),
+            MysqlType::Double => fixed(raw).map(|b| Param::Float(f64::from_le_bytes(b))),
+            MysqlType::Date | MysqlType::Datetime | MysqlType::Timestamp => datetime(raw)
+                .map(|m| Param::Text(m.map(datetime_literal).unwrap_or_else(|| "0000-00-00 00:00:00".to_owned()))),
+            MysqlType::Bytes => Ok(Param::Bytes(raw.to_vec())),
+            _ => utf8(raw).map(|s| Param::Text(s.to_owned())),
+        };
+        param.map_err(|why| Error::internal(format!("reading a key value: {why}")))
+    }
+}
+
+/// Microseconds since the epoch as a MySQL literal: `2025-03-23 12:00:00.000000`.
+pub fn datetime_literal(micros: i64) -> String {
+    chrono::DateTime::from_timestamp_micros(micros)
+        .map(|d| d.naive_utc().format("%Y-%m-%d %H:%M:%S%.6f").to_string())
+        .unwrap_or_default()
+}
+
+/// The columns of a result set, decoded row by row into one Arrow batch at a time.
+pub struct BatchBuilder {
+    schema: SchemaRef,
+    columns: Vec<ColumnBuilder>,
+    /// Columns that name a row in an error: the primary key.
+    key: Vec<usize>,
+    capacity: usize,
+    rows: usize,
+    /// Value bytes decoded since the last `finish`.
+    pub bytes: u64,
+    /// Zero dates read as NULL since the last `finish`.
+    pub zero_dates: u64,
+}
+
+impl BatchBuilder {
+    /// `columns` in result-set order, with `schema` built from them; `key`
+    /// indexes the columns that identify a row.
+    pub fn new(schema: SchemaRef, columns: &[(String, MysqlType)], key: Vec<usize>, capacity: usize) -> Self {
+        let columns = columns
+            .iter()
+            .map(|(name, ty)| ColumnBuilder { name: name.clone(), ty: *ty, builder: Builder::new(*ty, capacity) })
+            .collect();
+        Self { schema, columns, key, capacity, rows: 0, bytes: 0, zero_dates: 0 }
+    }
+
+    pub fn len(&self) -> usize {
+        self.rows
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.rows == 0
+    }
+
+    /// Decode one row. An error names the column, the row's key and the value's problem.
+    pub fn push(&mut self, row: &MySqlRow) -> Result<()> {
+        for i in 0..self.columns.len() {
+            let raw = raw_value(row, i)?;
+            let column = &mut self.columns[i];
+            match raw {
+                None => column.builder.append_null(),
+                Some(raw) => {
+                    self.bytes += raw.len() as u64;
+                    match column.append(raw) {
+                        Ok(Appended::Value) => {}
+                        Ok(Appended::ZeroDate) => self.zero_dates += 1,
+                        Err(why) => return Err(self.value_error(row, i, &why)),
+                    }
+                }
+            }
+        }
+        self.rows += 1;
+        Ok(())
+    }
+
+    fn value_error(&self, row: &MySqlRow, column: usize, why: &str) -> Error {
+        let key: Vec<String> = self
+            .key
+            .iter()
+            .map(|&k| {
+                let c = &self.columns[k];
+                let value = raw_value(row, k).ok().flatten().map(|raw| render(c.ty, raw));
+                format!("{}={}", c.name, value.as_deref().unwrap_or("NULL"))
+            })
+            .collect();
+        let at = if key.is_empty() {
+            "a row without a primary key".to_owned()
+        } else {
+            format!("the row {}", key.join(", "))
+        };
+        Error::user(format!("column `{}` at {at}: {why}", self.columns[column].name))
+    }
+
+    /// The rows pushed so far as one batch; the builder starts over empty.
+    pub fn finish(&mut self) -> Result<RecordBatch> {
+        let arrays: Vec<ArrayRef> = self.columns.iter_mut().map(|c| c.builder.finish()).collect();
+        self.rows = 0;
+        self.bytes = 0;
+        self.zero_dates = 0;
+        for c in &mut self.columns {
+            c.builder = Builder::new(c.ty, self.capacity);
+        }
+        RecordBatch::try_new(self.schema.clone(), arrays)
+            .map_err(|e| Error::internal(format!("building an Arrow batch from MySQL rows: {e}")))
+    }
+}
+
+/// A value's bytes as the server sent them, or `None` for SQL NULL. (sqlx's
+/// own NULL check also calls a zero date NULL; we count those separately.)
+pub fn raw_value(row: &MySqlRow, index: usize) -> Result<Option<&[u8]>> {
+    let value =
+        row.try_get_raw(index).map_err(|e| Error::internal(format!("reading column {index} of a MySQL row: {e}")))?;
+    Ok(<&[u8] as Decode<MySql>>::decode(value).ok())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decimals_are_exact() {
+        assert_eq!(decimal(b"-123.45", 2).unwrap(), -12345);
+        assert_eq!(decimal(b"0.5", 3).unwrap(), 500);
+        assert_eq!(decimal(b"99999999999999999999999999999999999999", 0).unwrap(), 10i128.pow(38) - 1);
+        assert!(decimal(b"1.234", 2).is_err());
+        assert!(decimal(b"1e5", 0).is_err());
+    }
+
+    #[test]
+    fn dates_in_binary_form() {
+        // 2025-03-23 12:34:56.000789
+        let raw = [11, 0xe9, 0x07, 3, 23, 12, 34, 56, 0x15, 0x03, 0, 0];
+        let micros = datetime(&raw).unwrap().unwrap();
+        let dt = chrono::DateTime::from_timestamp_micros(micros).unwrap().naive_utc();
+        assert_eq!(dt.to_string(), "2025-03-23 12:34:56.000789");
+        assert_eq!(datetime(&[0]).unwrap(), None, "zero date");
+        assert_eq!(datetime(&[4, 0xe9, 0x07, 0, 0]).unwrap(), None, "zero month and day");
+        assert!(datetime(&[4, 0xe9, 0x07, 2, 30]).is_err(), "February 30th");
+    }
+
+    #[test]
+    fn times_must_be_times_of_day() {
+        assert_eq!(time_of_day(&[8, 0, 0, 0, 0, 0, 23, 59, 59]).unwrap(), 86_399_000_000);
+        let err = time_of_day(&[8, 1, 0, 0, 0, 0, 1, 0, 0]).unwrap_err();
+        assert!(err.contains("-01:00:00"), "{err}");
+        let err = time_of_day(&[8, 0, 2, 0, 0, 0, 3, 0, 0]).unwrap_err();
+        assert!(err.contains("51:00:00"), "{err}");
+    }
+
+    #[test]
+    fn integers_keep_their_sign() {
+        assert_eq!(int(&[0xff]).unwrap(), -1);
+        assert_eq!(uint(&[0xff; 8]).unwrap(), u64::MAX);
+        assert_eq!(bits(&[0x01, 0x02]).unwrap(), 258);
+    }
+}

@@ -1,0 +1,32 @@
+//! A fresh MariaDB/MySQL database per test, on the server the services script
+//! started (`WEIR_TEST_MYSQL_URL`).
+
+use sqlx::{Connection, MySqlConnection};
+
+use crate::pg::PREFIX;
+
+/// The server tests use: `WEIR_TEST_MYSQL_URL`, default the local root account.
+pub fn server_url() -> String {
+    std::env::var("WEIR_TEST_MYSQL_URL").unwrap_or_else(|_| "mysql://root@127.0.0.1:3306/test".to_owned())
+}
+
+/// Create an empty database and return its URL (`mysql://…/weir_t_label_1a2b3c4d`).
+pub async fn fresh_database(label: &str) -> anyhow::Result<String> {
+    let server = server_url();
+    let mut conn = MySqlConnection::connect(&server).await?;
+    let label: String = label.chars().filter(|c| c.is_ascii_alphanumeric() || *c == '_').take(30).collect();
+    let name = format!("{PREFIX}{}_{}", label.to_ascii_lowercase(), &uuid::Uuid::new_v4().simple().to_string()[..8]);
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE `{name}` CHARACTER SET utf8mb4")))
+        .execute(&mut conn)
+        .await?;
+    let mut url = url::Url::parse(&server)?;
+    url.set_path(&format!("/{name}"));
+    Ok(url.to_string())
+}
+
+/// Run `sql` (one or more statements) against `url`.
+pub async fn exec(url: &str, sql: &str) -> anyhow::Result<()> {
+    let mut conn = MySqlConnection::connect(url).await?;
+    sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_owned())).execute(&mut conn).await?;
+    Ok(())
+}
