@@ -7,6 +7,15 @@ bin=$CARGO_TARGET_DIR/release
 # Build the release binaries (runner, weir-gen) the benchmarks run.
 build_release() { cargo build --quiet --release --locked -p weir-runner -p weir-testkit; }
 
+# fresh_metadata_db NAME: a new PostgreSQL database NAME with Weir's metadata tables;
+# sets db (its URL) and WEIR_DATABASE_URL.
+fresh_metadata_db() {
+  db=${WEIR_TEST_PG_URL%/*}/$1
+  psql "$WEIR_TEST_PG_URL" -qc "DROP DATABASE IF EXISTS $1" -c "CREATE DATABASE $1"
+  export WEIR_DATABASE_URL=$db
+  $bin/runner init >/dev/null
+}
+
 # measure CMD...: run it, print "seconds peak_rss_mb" (GNU time); its stdout is dropped.
 measure() {
   local out; out=$(mktemp)

@@ -22,10 +22,7 @@ eval "$(scripts/services.sh postgres deltalake)"
 source bench/lib.sh
 build_release
 
-db=${WEIR_TEST_PG_URL%/*}/weir_bench_delta
-psql "$WEIR_TEST_PG_URL" -qc "DROP DATABASE IF EXISTS weir_bench_delta" -c "CREATE DATABASE weir_bench_delta"
-export WEIR_DATABASE_URL=$db
-$bin/runner init >/dev/null
+fresh_metadata_db weir_bench_delta
 data=$PWD/bench/data
 lake=$data/delta
 mkdir -p "$data" bench/results

@@ -17,11 +17,7 @@ eval "$(scripts/services.sh postgres)"
 source bench/lib.sh
 build_release
 
-server=${WEIR_TEST_PG_URL%/*}
-db=$server/weir_bench
-psql "$WEIR_TEST_PG_URL" -qc "DROP DATABASE IF EXISTS weir_bench" -c "CREATE DATABASE weir_bench"
-export WEIR_DATABASE_URL=$db
-$bin/runner init >/dev/null
+fresh_metadata_db weir_bench
 data=$PWD/bench/data
 mkdir -p "$data" bench/results
 export WEIR_CONN_BENCH=file://$data

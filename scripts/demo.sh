@@ -1,14 +1,17 @@
 #!/usr/bin/env bash
-# The built-in demo: generates two days of `orders` Parquet files, defines four
-# pipelines in the controller table (three into PostgreSQL, one into a Delta
-# table in demo-data/warehouse), runs `runner --date` for both days, then shows
-# the audit history, the loaded rows, the lake catalog and a SQL query over the
-# Delta table. Uses a local PostgreSQL (started or installed by
-# scripts/services.sh) and a database named weir_demo.
+# The built-in demo: generates two days of `orders` Parquet files and a chat
+# product's OLTP database in MariaDB (users, chats, members, messages with
+# edits), defines eight pipelines in the controller table (Parquet into
+# PostgreSQL and into a Delta table in demo-data/warehouse; the chat tables
+# incrementally into PostgreSQL), runs `runner --date` for both days with the
+# chat database changing in between, then shows the audit history, the loaded
+# rows, the lake catalog and a SQL query over the Delta table. Uses a local
+# PostgreSQL and MariaDB (started or installed by scripts/services.sh), the
+# PostgreSQL database weir_demo and the MariaDB database weir_demo_chat.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-eval "$(scripts/services.sh postgres)"
+eval "$(scripts/services.sh postgres mariadb)"
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/weir/target}
 echo "==> building runner (debug profile)"
 cargo build --quiet --locked -p weir-runner -p weir-testkit
@@ -27,6 +30,11 @@ step "generating Parquet files under demo-data/lake/orders/"
 $bin/weir-gen orders --out "$lake/orders/dt=20250323" --date 20250323 --first 1 --rows 50000 --files 2
 $bin/weir-gen orders --out "$lake/orders/dt=20250324" --date 20250324 --first 50001 --rows 20000 --files 1
 
+step "generating the chat OLTP database in MariaDB (weir_demo_chat), first day"
+mariadb -h127.0.0.1 -uroot -e "DROP DATABASE IF EXISTS weir_demo_chat; CREATE DATABASE weir_demo_chat CHARACTER SET utf8mb4"
+export WEIR_CONN_CHAT=${WEIR_TEST_MYSQL_URL%/*}/weir_demo_chat
+$bin/weir-gen chat --mysql "$WEIR_CONN_CHAT" --date 20250323 --first-day
+
 step "runner init"
 $bin/runner init
 
@@ -42,11 +50,20 @@ INSERT INTO controller (name, source_type, source_connection, data_source, desti
                         destination_table, load_type, partition_by)
 VALUES ('orders_lake', 'parquet', 'lake', 'orders/dt={date}/', 'delta', 'bronze', 'orders', 'incremental',
         '{_weir_run_date}');
+-- The chat OLTP tables, incrementally: rows changed since the last run, merged by key.
+INSERT INTO controller (name, source_type, source_connection, source_table, schema_name, destination_table,
+                        load_type, watermark_column, primary_key)
+VALUES ('chat_users',    'mysql', 'chat', 'users',        'bronze_chat', 'users',        'incremental', 'updated_at', '{id}'),
+       ('chat_chats',    'mysql', 'chat', 'chats',        'bronze_chat', 'chats',        'incremental', 'updated_at', '{id}'),
+       ('chat_members',  'mysql', 'chat', 'chat_members', 'bronze_chat', 'chat_members', 'incremental', 'updated_at', '{chat_id,user_id}'),
+       ('chat_messages', 'mysql', 'chat', 'messages',     'bronze_chat', 'messages',     'incremental', 'updated_at', '{id}');
 SQL
 $bin/runner pipelines
 
 step "runner --date 20250323"
 $bin/runner --date 20250323
+step "the chat product's next day: new users, chats and messages; edited profiles and messages"
+$bin/weir-gen chat --mysql "$WEIR_CONN_CHAT" --date 20250324
 step "runner --date 20250324"
 $bin/runner --date 20250324
 step "runner --date 20250323 again: re-running a date replaces that date's rows"
@@ -62,11 +79,20 @@ psql "$WEIR_DATABASE_URL" -c "SELECT 'orders_daily' AS table, count(*) AS rows, 
 psql "$WEIR_DATABASE_URL" -c "SELECT order_id, customer_id, status, quantity, unit_price, total, created_at, updated_at
   FROM bronze.orders_latest ORDER BY order_id LIMIT 5"
 
+step "the chat tables: the second run read only what changed (and the rows at the stored watermark, merged again)"
+psql "$WEIR_DATABASE_URL" -c "SELECT pipeline_name, run_date, records_read, watermark_after FROM audit
+  WHERE pipeline_name LIKE 'chat%' AND status = 'success' ORDER BY pipeline_name, run_date"
+psql "$WEIR_DATABASE_URL" -c "SELECT 'users' AS table, count(*) AS rows FROM bronze_chat.users
+  UNION ALL SELECT 'chats', count(*) FROM bronze_chat.chats UNION ALL SELECT 'chat_members', count(*) FROM bronze_chat.chat_members
+  UNION ALL SELECT 'messages', count(*) FROM bronze_chat.messages"
+psql "$WEIR_DATABASE_URL" -c "SELECT id, body, sent_at, edited_at, edit_count FROM bronze_chat.messages
+  WHERE edit_count > 0 ORDER BY id LIMIT 3"
+
 step "runner catalog: the Delta tables Weir wrote"
 $bin/runner catalog
 step "runner query: SQL over the lake, tables by name"
 $bin/runner query "SELECT _weir_run_date AS day, status, count(*) AS orders, sum(total) AS revenue
   FROM bronze.orders GROUP BY 1, 2 ORDER BY 1, 2"
 echo
-echo "Explore: export WEIR_DATABASE_URL=$WEIR_DATABASE_URL WEIR_CONN_LAKE=$WEIR_CONN_LAKE WEIR_LAKE_URI=$WEIR_LAKE_URI"
+echo "Explore: export WEIR_DATABASE_URL=$WEIR_DATABASE_URL WEIR_CONN_LAKE=$WEIR_CONN_LAKE WEIR_LAKE_URI=$WEIR_LAKE_URI WEIR_CONN_CHAT=$WEIR_CONN_CHAT"
 echo "         $bin/runner --help"

@@ -68,5 +68,6 @@ fn build(ctx: SourceContext<'_>) -> Result<Box<dyn weir_core::Source>> {
         weir_core::Ident::parse(col, "options.date_column")?;
     }
     let primary_key = def.primary_key.iter().map(|k| k.as_str().to_owned()).collect();
-    Ok(Box::new(MysqlSource::new(connection, MysqlConfig { target, primary_key, options })))
+    let watermark_column = def.watermark_column.as_ref().map(|w| w.as_str().to_owned());
+    Ok(Box::new(MysqlSource::new(connection, MysqlConfig { target, primary_key, watermark_column, options })))
 }

@@ -58,6 +58,8 @@ pub struct MysqlConfig {
     pub target: Target,
     /// The controller's `primary_key`: the keyset order after the watermark.
     pub primary_key: Vec<String>,
+    /// The controller's `watermark_column`, checked by `runner check`.
+    pub watermark_column: Option<String>,
     pub options: MysqlOptions,
 }
 
@@ -161,7 +163,7 @@ impl Source for MysqlSource {
     async fn check(&self) -> Result<()> {
         let mut conn = self.connect().await?;
         let relation = self.describe(&mut conn, RunDate::today_utc()).await?;
-        self.validate(&relation, None)?;
+        self.validate(&relation, self.config.watermark_column.as_deref())?;
         let select = format!("SELECT * FROM {} LIMIT 0", relation.from);
         bind_all(select, Vec::new())
             .fetch_all(&mut conn)
