@@ -9,6 +9,8 @@
 # Needs the release build (built here), PostgreSQL and MariaDB (scripts/services.sh),
 # pgloader (Debian: `apt-get install pgloader`) and Sling (PyPI: `pip install
 # sling-linux-amd64`; its binary is called directly). A missing peer is skipped.
+# pgloader runs with prefetch/batch rows = 25000: with its defaults (100000) it
+# exhausts SBCL's 1 GB heap on the 10M-row table ("Heap exhausted, game over").
 # Wall time and peak RSS come from GNU time. Results: bench/results/mysql_to_postgres.md.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -83,6 +85,11 @@ for rows in "${rows_list[@]}"; do
   read -r secs rss < <(measure $bin/runner --date 20250323 --pipeline weir_2)
   check bench.weir_2 "$rows"
   row "$rows" "weir (2 key ranges)" "$secs" "$rss"
+  # The read side alone (read, decode, count; no sink): where key ranges pay on two cores.
+  read -r secs rss < <(measure $bin/runner --date 20250323 --pipeline weir_1 --skip-load)
+  row "$rows" "weir read only (1 range)" "$secs" "$rss"
+  read -r secs rss < <(measure $bin/runner --date 20250323 --pipeline weir_2 --skip-load)
+  row "$rows" "weir read only (2 key ranges)" "$secs" "$rss"
 
   if [[ $have_pgloader == yes ]]; then
     cmd=$(mktemp --suffix=.load)
@@ -90,7 +97,8 @@ for rows in "${rows_list[@]}"; do
 LOAD DATABASE
   FROM $src
   INTO ${db/postgres@/postgres@}
-  WITH include drop, create tables, create no indexes, no foreign keys, reset no sequences
+  WITH include drop, create tables, create no indexes, no foreign keys, reset no sequences,
+       prefetch rows = 25000, batch rows = 25000
   INCLUDING ONLY TABLE NAMES MATCHING '$table'
   ALTER SCHEMA 'weir_bench_src' RENAME TO 'bench_pgloader';
 EOF
