@@ -237,7 +237,7 @@ impl Engine {
             heartbeat.abort();
 
             match result {
-                Ok((outcome, watermark_before, details)) => {
+                Ok(Attempted { outcome, watermark_before, details }) => {
                     let end = AttemptEnd {
                         status: Status::Success,
                         records_read: Some(outcome.rows_read as i64),
@@ -342,15 +342,7 @@ impl Engine {
     }
 
     /// One attempt: read the watermark, stream the source into the sink.
-    /// Returns what was committed, the watermark it started from, and the
-    /// details for `audit` (what the source counted and warned about).
-    async fn attempt(
-        &self,
-        p: &Prepared,
-        run_id: Uuid,
-        load_seq: i64,
-        config: &RunConfig,
-    ) -> Result<(LoadOutcome, Option<String>, Option<serde_json::Value>)> {
+    async fn attempt(&self, p: &Prepared, run_id: Uuid, load_seq: i64, config: &RunConfig) -> Result<Attempted> {
         let def = &p.def;
         let stored = self.meta.watermark(def.id).await?;
         // What the destination committed wins: it is what the data holds, even if
@@ -416,7 +408,7 @@ impl Engine {
             true => count_only(stream.batches).await?,
         };
         let counts = counts.lock().map(|c| c.clone()).unwrap_or_default();
-        Ok((outcome, watermark_before, details(&counts, &stream_warnings)))
+        Ok(Attempted { outcome, watermark_before, details: details(&counts, &stream_warnings) })
     }
 
     fn spawn_heartbeat(&self, audit_id: i64) -> tokio::task::JoinHandle<()> {
@@ -430,6 +422,15 @@ impl Engine {
             }
         })
     }
+}
+
+/// What a successful attempt committed.
+struct Attempted {
+    outcome: LoadOutcome,
+    /// The watermark the attempt started from.
+    watermark_before: Option<String>,
+    /// For `audit.details`: what the source counted and warned about.
+    details: Option<serde_json::Value>,
 }
 
 /// `audit.details` for a load: the source's counts and warnings, if any.
