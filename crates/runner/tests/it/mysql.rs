@@ -474,6 +474,18 @@ async fn bad_tables_and_columns_fail_their_pipeline_and_the_run_goes_on() {
     assert!(!h.table_exists("bronze.bad_value").await, "nothing half-written");
     assert_eq!(h.last_audit("good").await.status, "success");
     assert_eq!(h.count("bronze.good").await, 1);
+
+    // `runner check` finds the same mistakes without reading any rows.
+    let check = h.runner(&["check"]).await;
+    assert_eq!(check.code, 1, "{}", check.all());
+    assert!(check.stdout.contains("ok      good"), "{}", check.stdout);
+    assert!(check.stdout.contains("ok      bad_value"), "a bad value is data, not configuration: {}", check.stdout);
+    assert!(
+        check.stdout.contains(&format!("FAILED  missing_table: source: MySQL table `{db}.nope`")),
+        "{}",
+        check.stdout
+    );
+    assert!(check.stdout.contains("FAILED  missing_column: source: watermark_column `changed_at`"), "{}", check.stdout);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
