@@ -13,7 +13,6 @@ use arrow::array::{
     Time64MicrosecondBuilder, TimestampMicrosecondBuilder, UInt8Builder, UInt16Builder, UInt32Builder, UInt64Builder,
 };
 use arrow::datatypes::SchemaRef;
-use chrono::NaiveDate;
 use sqlx::mysql::{MySql, MySqlRow};
 use sqlx::{Decode, Row};
 use weir_core::{Error, Result};
@@ -282,9 +281,8 @@ fn datetime(raw: &[u8]) -> ValueResult<Option<i64>> {
     if month == 0 || day == 0 {
         return Ok(None);
     }
-    let date = NaiveDate::from_ymd_opt(year, month, day)
-        .ok_or_else(|| format!("{year:04}-{month:02}-{day:02} is not a date"))?;
-    let days = (date - NaiveDate::default()).num_days();
+    let days =
+        days_from_civil(year, month, day).ok_or_else(|| format!("{year:04}-{month:02}-{day:02} is not a date"))?;
     let mut micros = days * MICROS_PER_DAY;
     if len >= 7 {
         micros += (body[4] as i64 * 3600 + body[5] as i64 * 60 + body[6] as i64) * MICROS_PER_SECOND;
@@ -293,6 +291,30 @@ fn datetime(raw: &[u8]) -> ValueResult<Option<i64>> {
         micros += u32::from_le_bytes([body[7], body[8], body[9], body[10]]) as i64;
     }
     Ok(Some(micros))
+}
+
+/// Days since 1970-01-01 of a proleptic Gregorian date, or `None` if there is
+/// no such day (Howard Hinnant's `days_from_civil`: arithmetic only; this runs
+/// once per date value).
+fn days_from_civil(year: i32, month: u32, day: u32) -> Option<i64> {
+    let leap = (year % 4 == 0 && year % 100 != 0) || year % 400 == 0;
+    let month_days = match month {
+        1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
+        4 | 6 | 9 | 11 => 30,
+        2 if leap => 29,
+        2 => 28,
+        _ => return None,
+    };
+    if day == 0 || day > month_days {
+        return None;
+    }
+    let y = i64::from(year) - i64::from(month <= 2);
+    let era = y.div_euclid(400);
+    let year_of_era = y - era * 400;
+    let month_from_march = (i64::from(month) + 9) % 12;
+    let day_of_year = (153 * month_from_march + 2) / 5 + i64::from(day) - 1;
+    let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
+    Some(era * 146_097 + day_of_era - 719_468)
 }
 
 /// `TIME` as a time of day in microseconds; MySQL's negative or ≥ 24 h
@@ -496,6 +518,20 @@ mod tests {
         assert_eq!(datetime(&[0]).unwrap(), None, "zero date");
         assert_eq!(datetime(&[4, 0xe9, 0x07, 0, 0]).unwrap(), None, "zero month and day");
         assert!(datetime(&[4, 0xe9, 0x07, 2, 30]).is_err(), "February 30th");
+    }
+
+    #[test]
+    fn civil_days_match_chrono() {
+        let epoch = chrono::NaiveDate::default();
+        for (y, m, d) in
+            [(1970, 1, 1), (2025, 3, 23), (2024, 2, 29), (2000, 12, 31), (1000, 1, 1), (1, 1, 1), (9999, 12, 31)]
+        {
+            let want = (chrono::NaiveDate::from_ymd_opt(y, m, d).unwrap() - epoch).num_days();
+            assert_eq!(days_from_civil(y, m, d), Some(want), "{y}-{m}-{d}");
+        }
+        assert_eq!(days_from_civil(2023, 2, 29), None);
+        assert_eq!(days_from_civil(1900, 2, 29), None);
+        assert_eq!(days_from_civil(2025, 13, 1), None);
     }
 
     #[test]
