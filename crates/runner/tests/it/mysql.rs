@@ -584,3 +584,38 @@ async fn configuration_mistakes_are_named_before_any_read() {
         assert!(a.error.contains(want), "{name}: {}", a.error);
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_timestamp_watermark_round_trips_through_utc() {
+    let mut h = Harness::new("my_tswm").await;
+    let url = oltp(
+        &mut h,
+        "tswm",
+        "CREATE TABLE t (id INT PRIMARY KEY, v INT, changed TIMESTAMP(3) NOT NULL, KEY ix_t_changed (changed));
+         SET time_zone = '+03:30';
+         INSERT INTO t VALUES (1, 1, '2025-03-23 13:30:00.250'), (2, 2, '2025-03-23 13:30:00.250');",
+    )
+    .await;
+    let cols = [("load_type", "'incremental'"), ("watermark_column", "'changed'"), ("primary_key", "'{id}'")];
+    pipeline(&h, "t", "t", &cols).await;
+    h.run_ok(D1).await;
+    // Written at +03:30, read in UTC: the instant is the same.
+    let wm = h.last_audit("t").await.watermark_after.unwrap_or_default();
+    assert!(wm.starts_with("2025-03-23T10:00:00.250"), "{wm}");
+
+    mysql::exec(
+        &url,
+        "SET time_zone = '+00:00';
+         INSERT INTO t VALUES (3, 3, '2025-03-23 10:00:00.250'), (4, 4, '2025-03-23 10:00:00.249');
+         UPDATE t SET v = 20, changed = '2025-03-23 11:00:00' WHERE id = 2;",
+    )
+    .await
+    .unwrap();
+    h.run_ok(D2).await;
+    let rows: Vec<(i32, i32)> =
+        sqlx::query_as("SELECT id, v FROM bronze.t ORDER BY id").fetch_all(&h.pool).await.unwrap();
+    // Row 3 shares the stored watermark (read again); row 4 is behind it (a late commit, no lag).
+    assert_eq!(rows, vec![(1, 1), (2, 20), (3, 3)]);
+    let wm = h.last_audit("t").await.watermark_after.unwrap_or_default();
+    assert!(wm.starts_with("2025-03-23T11:00:00"), "{wm}");
+}
