@@ -12,7 +12,7 @@ use arrow::array::{
     Int8Builder, Int16Builder, Int32Builder, Int64Builder, ListBuilder, RecordBatch, StringBuilder,
     Time64MicrosecondBuilder, TimestampMicrosecondBuilder, UInt8Builder, UInt16Builder, UInt32Builder, UInt64Builder,
 };
-use arrow::datatypes::SchemaRef;
+use arrow::datatypes::{DataType, SchemaRef};
 use sqlx::mysql::{MySql, MySqlRow};
 use sqlx::{Decode, Row};
 use weir_core::{Error, Result};
@@ -48,33 +48,33 @@ enum Builder {
 }
 
 impl Builder {
+    /// The builder for the Arrow type `ty` is read as ([`MysqlType::arrow`]).
     fn new(ty: MysqlType, capacity: usize) -> Self {
-        use MysqlType as T;
-        match ty {
-            T::Bool | T::Bit { width: 1 } => Self::Bool(BooleanBuilder::with_capacity(capacity)),
-            T::Int { bytes: 1, unsigned: false } => Self::I8(Int8Builder::with_capacity(capacity)),
-            T::Int { bytes: 1, unsigned: true } => Self::U8(UInt8Builder::with_capacity(capacity)),
-            T::Int { bytes: 2, unsigned: false } | T::Year => Self::I16(Int16Builder::with_capacity(capacity)),
-            T::Int { bytes: 2, unsigned: true } => Self::U16(UInt16Builder::with_capacity(capacity)),
-            T::Int { bytes: 3 | 4, unsigned: false } => Self::I32(Int32Builder::with_capacity(capacity)),
-            T::Int { bytes: 3 | 4, unsigned: true } => Self::U32(UInt32Builder::with_capacity(capacity)),
-            T::Int { unsigned: false, .. } | T::Bit { width: 2..=63 } => {
-                Self::I64(Int64Builder::with_capacity(capacity))
+        let data_type = ty.arrow();
+        match data_type {
+            DataType::Boolean => Self::Bool(BooleanBuilder::with_capacity(capacity)),
+            DataType::Int8 => Self::I8(Int8Builder::with_capacity(capacity)),
+            DataType::Int16 => Self::I16(Int16Builder::with_capacity(capacity)),
+            DataType::Int32 => Self::I32(Int32Builder::with_capacity(capacity)),
+            DataType::Int64 => Self::I64(Int64Builder::with_capacity(capacity)),
+            DataType::UInt8 => Self::U8(UInt8Builder::with_capacity(capacity)),
+            DataType::UInt16 => Self::U16(UInt16Builder::with_capacity(capacity)),
+            DataType::UInt32 => Self::U32(UInt32Builder::with_capacity(capacity)),
+            DataType::UInt64 => Self::U64(UInt64Builder::with_capacity(capacity)),
+            DataType::Float32 => Self::F32(Float32Builder::with_capacity(capacity)),
+            DataType::Float64 => Self::F64(Float64Builder::with_capacity(capacity)),
+            DataType::Decimal128(_, scale) => {
+                Self::Decimal(Decimal128Builder::with_capacity(capacity).with_data_type(data_type), scale)
             }
-            T::Int { unsigned: true, .. } | T::Bit { .. } => Self::U64(UInt64Builder::with_capacity(capacity)),
-            T::Float => Self::F32(Float32Builder::with_capacity(capacity)),
-            T::Double => Self::F64(Float64Builder::with_capacity(capacity)),
-            T::Decimal { precision, scale } if precision <= 38 => {
-                Self::Decimal(Decimal128Builder::with_capacity(capacity).with_data_type(ty.arrow()), scale)
+            DataType::Date32 => Self::Date(Date32Builder::with_capacity(capacity)),
+            DataType::Timestamp(..) => {
+                Self::Timestamp(TimestampMicrosecondBuilder::with_capacity(capacity).with_data_type(data_type))
             }
-            T::Decimal { .. } | T::Text | T::Json => Self::Text(StringBuilder::with_capacity(capacity, capacity * 16)),
-            T::Date => Self::Date(Date32Builder::with_capacity(capacity)),
-            T::Datetime | T::Timestamp => {
-                Self::Timestamp(TimestampMicrosecondBuilder::with_capacity(capacity).with_data_type(ty.arrow()))
-            }
-            T::Time => Self::Time(Time64MicrosecondBuilder::with_capacity(capacity)),
-            T::Set => Self::Set(ListBuilder::new(StringBuilder::new())),
-            T::Bytes => Self::Bytes(BinaryBuilder::with_capacity(capacity, capacity * 16)),
+            DataType::Time64(_) => Self::Time(Time64MicrosecondBuilder::with_capacity(capacity)),
+            DataType::List(_) => Self::Set(ListBuilder::new(StringBuilder::new())),
+            DataType::Binary => Self::Bytes(BinaryBuilder::with_capacity(capacity, capacity * 16)),
+            // Utf8: text, JSON and decimals wider than Decimal128.
+            _ => Self::Text(StringBuilder::with_capacity(capacity, capacity * 16)),
         }
     }
 
@@ -347,21 +347,17 @@ fn utf8(raw: &[u8]) -> ValueResult<&str> {
     std::str::from_utf8(raw).map_err(|e| format!("text is not valid UTF-8 ({e})"))
 }
 
-/// A value as text, for naming a row in an error (`id=42`).
+/// A value as text, for naming a row in an error (`id=42`, `code='ab'`).
 fn render(ty: MysqlType, raw: &[u8]) -> String {
-    match ty {
-        MysqlType::Int { unsigned: true, .. } => uint(raw).map(|v| v.to_string()),
-        MysqlType::Int { .. } | MysqlType::Bool | MysqlType::Year => int(raw).map(|v| v.to_string()),
-        MysqlType::Date | MysqlType::Datetime | MysqlType::Timestamp => datetime(raw).map(|m| match m {
-            Some(m) => {
-                chrono::DateTime::from_timestamp_micros(m).map(|d| d.naive_utc().to_string()).unwrap_or_default()
-            }
-            None => "0000-00-00".to_owned(),
-        }),
-        MysqlType::Bytes => Ok(format!("0x{}", raw.iter().map(|b| format!("{b:02x}")).collect::<String>())),
-        _ => Ok(format!("'{}'", String::from_utf8_lossy(raw))),
+    match Param::from_raw(ty, Some(raw)) {
+        Ok(Param::Null) => "NULL".to_owned(),
+        Ok(Param::Int(v)) => v.to_string(),
+        Ok(Param::UInt(v)) => v.to_string(),
+        Ok(Param::Float(v)) => v.to_string(),
+        Ok(Param::Text(v)) => format!("'{v}'"),
+        Ok(Param::Bytes(v)) => format!("0x{}", v.iter().map(|b| format!("{b:02x}")).collect::<String>()),
+        Err(_) => "?".to_owned(),
     }
-    .unwrap_or_else(|_| "?".to_owned())
 }
 
 /// A value to bind into a statement: a keyset cursor, a bound, a range edge.

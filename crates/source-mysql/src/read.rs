@@ -81,12 +81,7 @@ impl Plan {
             conds.push(keyset(&self.order, values));
         }
         let mut sql = self.select.clone();
-        let mut params = Vec::new();
-        for (i, c) in conds.into_iter().enumerate() {
-            sql.push_str(if i == 0 { " WHERE " } else { " AND " });
-            sql.push_str(&c.sql);
-            params.extend(c.params);
-        }
+        let params = push_where(&mut sql, conds);
         if !self.order.is_empty() {
             let order: Vec<String> = self.order.iter().map(|c| quote(c)).collect();
             sql.push_str(&format!(" ORDER BY {} LIMIT {}", order.join(", "), self.batch_size));
@@ -97,6 +92,17 @@ impl Plan {
     fn order_indexes(&self) -> Vec<usize> {
         self.order.iter().filter_map(|o| self.columns.iter().position(|(n, _)| n == o)).collect()
     }
+}
+
+/// Append `conds` to `sql` as its `WHERE` clause; their parameters, in order.
+fn push_where(sql: &mut String, conds: Vec<Cond>) -> Vec<Param> {
+    let mut params = Vec::new();
+    for (i, c) in conds.into_iter().enumerate() {
+        sql.push_str(if i == 0 { " WHERE " } else { " AND " });
+        sql.push_str(&c.sql);
+        params.extend(c.params);
+    }
+    params
 }
 
 /// Bind `params` in order.
@@ -225,12 +231,7 @@ pub async fn bounds(
         sql.push_str(&format!(", MAX({})", quote(wm)));
     }
     sql.push_str(&format!(" FROM {from}"));
-    let mut params = Vec::new();
-    for (i, c) in conds.iter().enumerate() {
-        sql.push_str(if i == 0 { " WHERE " } else { " AND " });
-        sql.push_str(&c.sql);
-        params.extend(c.params.iter().cloned());
-    }
+    let params = push_where(&mut sql, conds.to_vec());
     let row = bind_all(sql, params).fetch_one(&mut *conn).await.map_err(|e| db_error(e, "finding key ranges"))?;
     let edge = |i: usize| -> Result<Option<i128>> {
         Ok(match Param::from_raw(split.1, raw_value(&row, i)?)? {

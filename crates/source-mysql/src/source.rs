@@ -176,7 +176,7 @@ impl Source for MysqlSource {
         let mut conn = self.connect().await?;
         let relation = self.describe(&mut conn, request.run_date).await?;
         let watermark = request.watermark_column.as_ref().map(Ident::as_str);
-        let warnings = self.validate(&relation, watermark)?;
+        let mut warnings = self.validate(&relation, watermark)?;
         let options = &self.config.options;
 
         let columns = relation.columns.clone();
@@ -206,7 +206,6 @@ impl Source for MysqlSource {
         // Key ranges, each on its own connection.
         let parallelism = options.parallelism.unwrap_or(1).max(1);
         let mut range_conds: Vec<Vec<Cond>> = vec![Vec::new()];
-        let mut warnings = warnings;
         if parallelism > 1 {
             let split = key_names.first().and_then(|k| relation.column(k).map(|t| (k.as_str(), t)));
             match split {
