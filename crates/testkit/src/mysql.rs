@@ -3,7 +3,7 @@
 
 use sqlx::{Connection, MySqlConnection};
 
-use crate::pg::PREFIX;
+use crate::pg::database_name;
 
 /// The server tests use: `WEIR_TEST_MYSQL_URL`, default the local root account.
 pub fn server_url() -> String {
@@ -14,8 +14,7 @@ pub fn server_url() -> String {
 pub async fn fresh_database(label: &str) -> anyhow::Result<String> {
     let server = server_url();
     let mut conn = MySqlConnection::connect(&server).await?;
-    let label: String = label.chars().filter(|c| c.is_ascii_alphanumeric() || *c == '_').take(30).collect();
-    let name = format!("{PREFIX}{}_{}", label.to_ascii_lowercase(), &uuid::Uuid::new_v4().simple().to_string()[..8]);
+    let name = database_name(label);
     sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE `{name}` CHARACTER SET utf8mb4")))
         .execute(&mut conn)
         .await?;
