@@ -15,7 +15,11 @@ pub struct Registry {
 impl Registry {
     /// Every built-in connector.
     pub fn builtin() -> Self {
-        let sources = [weir_source_parquet::REGISTRATION, weir_source_mysql::REGISTRATION];
+        let sources = [
+            weir_source_parquet::REGISTRATION,
+            weir_source_mysql::REGISTRATION,
+            weir_source_elasticsearch::REGISTRATION,
+        ];
         let sinks = [weir_sink_postgres::REGISTRATION, weir_delta::REGISTRATION];
         Self {
             sources: sources.into_iter().map(|r| (r.name, r)).collect(),
@@ -55,7 +59,7 @@ mod tests {
         let r = Registry::builtin();
         assert!(r.source("parquet").is_ok() && r.sink("postgres").is_ok());
         let err = r.source("parquett").err().map(|e| e.to_string()).unwrap_or_default();
-        assert_eq!(err, "source_type `parquett` is not known; known source types: mysql, parquet");
+        assert_eq!(err, "source_type `parquett` is not known; known source types: elasticsearch, mysql, parquet");
         assert!(r.sink("oracle").is_err());
     }
 }

@@ -7,12 +7,15 @@
 //! - [`data`]: the demo `orders` dataset as Arrow batches and Parquet files.
 //! - [`chat`]: the chat demo's OLTP database in MySQL/MariaDB, simulated day by day.
 //! - [`delta`]: an independent Delta reader (Python `deltalake`) for assertions.
+//! - [`es`]: an Elasticsearch test server (the REST protocol Weir uses, with
+//!   faults), or a real cluster from `WEIR_TEST_ES_URL`.
 //! - [`mysql`]: a fresh MariaDB/MySQL database per test (`WEIR_TEST_MYSQL_URL`).
 //! - [`proxy`]: a TCP proxy that cuts connections, for servers that drop mid-read.
 
 pub mod chat;
 pub mod data;
 pub mod delta;
+pub mod es;
 pub mod mysql;
 pub mod pg;
 pub mod proxy;
