@@ -109,7 +109,7 @@ impl WritePlan {
         let mut missing_columns = Vec::new();
         for t in table.fields() {
             match source.field_with_name(t.name()) {
-                Ok(s) if s.data_type() == t.data_type() || widens(s.data_type(), t.data_type()) => {}
+                Ok(s) if same_shape(s.data_type(), t.data_type()) || widens(s.data_type(), t.data_type()) => {}
                 Ok(s) => {
                     return Err(Error::user(format!(
                         "column `{}` is {} in the Delta table but {} in the source; this change cannot be merged. \
@@ -132,6 +132,22 @@ impl WritePlan {
             }
         }
         Ok(Self { schema: Arc::new(Schema::new(fields)), new_columns, missing_columns })
+    }
+}
+
+/// The same type as Delta stores it: list item names (`item` in Arrow,
+/// `element` in a Delta table), nullability and metadata aside.
+fn same_shape(a: &DataType, b: &DataType) -> bool {
+    use DataType::*;
+    match (a, b) {
+        (List(x), List(y)) | (LargeList(x), LargeList(y)) | (Map(x, _), Map(y, _)) => {
+            same_shape(x.data_type(), y.data_type())
+        }
+        (Struct(x), Struct(y)) => {
+            x.len() == y.len()
+                && x.iter().zip(y.iter()).all(|(f, g)| f.name() == g.name() && same_shape(f.data_type(), g.data_type()))
+        }
+        _ => a == b,
     }
 }
 
@@ -215,6 +231,17 @@ mod tests {
         let out = conform(&batch, &plan.schema).unwrap();
         assert_eq!(out.column(0).data_type(), &DataType::Int64);
         assert_eq!(out.column(1).null_count(), 1);
+    }
+
+    #[test]
+    fn list_item_names_and_nullability_do_not_matter() {
+        let item = |name: &str, nullable: bool| Arc::new(Field::new(name, DataType::Utf8, nullable));
+        let table = schema(&[("tags", DataType::List(item("element", true)))]);
+        let source = schema(&[("tags", DataType::List(item("item", false)))]);
+        let plan = WritePlan::new(Some(&table), &source).unwrap();
+        assert!(plan.new_columns.is_empty() && plan.missing_columns.is_empty());
+        let other = schema(&[("tags", DataType::List(Arc::new(Field::new("item", DataType::Int64, true))))]);
+        assert!(WritePlan::new(Some(&table), &other).is_err());
     }
 
     #[test]
