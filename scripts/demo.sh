@@ -3,11 +3,14 @@
 # product's OLTP database in MariaDB (users, chats, members, messages with
 # edits), defines eight pipelines in the controller table (Parquet into
 # PostgreSQL and into a Delta table in demo-data/warehouse; the chat tables
-# incrementally into PostgreSQL), runs `runner --date` for both days with the
+# incrementally into PostgreSQL; a civil registry's three Elasticsearch
+# indices into Delta tables), runs `runner --date` for both days with the
 # chat database changing in between, then shows the audit history, the loaded
-# rows, the lake catalog and a SQL query over the Delta table. Uses a local
-# PostgreSQL and MariaDB (started or installed by scripts/services.sh), the
-# PostgreSQL database weir_demo and the MariaDB database weir_demo_chat.
+# rows, the lake catalog and SQL queries over the Delta tables by name. Uses a
+# local PostgreSQL and MariaDB (started or installed by scripts/services.sh),
+# the PostgreSQL database weir_demo, the MariaDB database weir_demo_chat, and
+# the test kit's Elasticsearch server (weir-es) on 127.0.0.1:9210, or the
+# cluster at $WEIR_DEMO_ES_URL.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -35,6 +38,18 @@ mariadb -h127.0.0.1 -uroot -e "DROP DATABASE IF EXISTS weir_demo_chat; CREATE DA
 export WEIR_CONN_CHAT=${WEIR_TEST_MYSQL_URL%/*}/weir_demo_chat
 $bin/weir-gen chat --mysql "$WEIR_CONN_CHAT" --date 20250323 --first-day
 
+step "generating the civil registry in Elasticsearch: person_sabt, vehicle_sabt, company_sabt"
+if [[ -n ${WEIR_DEMO_ES_URL:-} ]]; then
+  export WEIR_CONN_REGISTRY=$WEIR_DEMO_ES_URL
+else
+  $bin/weir-es --listen 127.0.0.1:9210 2>/dev/null &
+  es_pid=$!
+  trap 'kill $es_pid 2>/dev/null' EXIT
+  export WEIR_CONN_REGISTRY=http://127.0.0.1:9210
+  for _ in $(seq 1 50); do (exec 3<>/dev/tcp/127.0.0.1/9210) 2>/dev/null && break; sleep 0.1; done
+fi
+$bin/weir-gen people --es "$WEIR_CONN_REGISTRY" --people 20000
+
 step "runner init"
 $bin/runner init
 
@@ -57,6 +72,12 @@ VALUES ('chat_users',    'mysql', 'chat', 'users',        'bronze_chat', 'users'
        ('chat_chats',    'mysql', 'chat', 'chats',        'bronze_chat', 'chats',        'incremental', 'updated_at', '{id}'),
        ('chat_members',  'mysql', 'chat', 'chat_members', 'bronze_chat', 'chat_members', 'incremental', 'updated_at', '{chat_id,user_id}'),
        ('chat_messages', 'mysql', 'chat', 'messages',     'bronze_chat', 'messages',     'incremental', 'updated_at', '{id}');
+-- The registry's indices, exported with a point in time, into Delta tables sabt.* (one row per index).
+INSERT INTO controller (name, source_type, source_connection, source_table, destination_type, schema_name,
+                        destination_table, load_type, options)
+VALUES ('person_sabt',  'elasticsearch', 'registry', 'person_sabt',  'delta', 'sabt', 'person_sabt',  'full', '{"array_fields": ["phones"]}'),
+       ('vehicle_sabt', 'elasticsearch', 'registry', 'vehicle_sabt', 'delta', 'sabt', 'vehicle_sabt', 'full', '{}'),
+       ('company_sabt', 'elasticsearch', 'registry', 'company_sabt', 'delta', 'sabt', 'company_sabt', 'full', '{"array_fields": ["sectors"]}');
 SQL
 $bin/runner pipelines
 
@@ -93,6 +114,13 @@ $bin/runner catalog
 step "runner query: SQL over the lake, tables by name"
 $bin/runner query "SELECT _weir_run_date AS day, status, count(*) AS orders, sum(total) AS revenue
   FROM bronze.orders GROUP BY 1, 2 ORDER BY 1, 2"
+step "runner query: the registry by name, a filter and an aggregation"
+$bin/runner query "SELECT last_name, count(*) AS people, min(birth_date) AS oldest_birth
+  FROM sabt.person_sabt WHERE alive AND gender = 'F' AND address['city'] = 'Tehran'
+  GROUP BY last_name ORDER BY people DESC, last_name LIMIT 5"
+$bin/runner query "SELECT p.first_name || ' ' || p.last_name AS owner, count(*) AS vehicles, max(v.model_year) AS newest
+  FROM sabt.vehicle_sabt v JOIN sabt.person_sabt p ON p.national_id = v.owner_national_id
+  GROUP BY 1 ORDER BY vehicles DESC, owner LIMIT 5"
 echo
 echo "Explore: export WEIR_DATABASE_URL=$WEIR_DATABASE_URL WEIR_CONN_LAKE=$WEIR_CONN_LAKE WEIR_LAKE_URI=$WEIR_LAKE_URI WEIR_CONN_CHAT=$WEIR_CONN_CHAT"
-echo "         $bin/runner --help"
+echo "         $bin/runner --help    (the Elasticsearch test server stops with this script)"

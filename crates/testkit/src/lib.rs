@@ -9,6 +9,7 @@
 //! - [`delta`]: an independent Delta reader (Python `deltalake`) for assertions.
 //! - [`es`]: an Elasticsearch test server (the REST protocol Weir uses, with
 //!   faults), or a real cluster from `WEIR_TEST_ES_URL`.
+//! - [`people`]: the civil registry indices (`person_sabt` and two more) for Elasticsearch.
 //! - [`mysql`]: a fresh MariaDB/MySQL database per test (`WEIR_TEST_MYSQL_URL`).
 //! - [`proxy`]: a TCP proxy that cuts connections, for servers that drop mid-read.
 
@@ -17,6 +18,7 @@ pub mod data;
 pub mod delta;
 pub mod es;
 pub mod mysql;
+pub mod people;
 pub mod pg;
 pub mod proxy;
 pub mod s3;

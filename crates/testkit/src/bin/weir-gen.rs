@@ -5,6 +5,8 @@
 //! `weir-gen chat --mysql mysql://root@127.0.0.1/chat --date 20250323 --first-day`
 //! creates the chat OLTP tables and fills a first day; later dates add new and
 //! changed rows.
+//! `weir-gen people --es http://127.0.0.1:9200 --people 10000` creates and fills
+//! the civil registry indices `person_sabt`, `vehicle_sabt` and `company_sabt`.
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -54,6 +56,20 @@ enum Cmd {
         #[arg(long)]
         first_day: bool,
     },
+    /// The civil registry in Elasticsearch: people, their vehicles and companies.
+    People {
+        /// The cluster, `http://127.0.0.1:9200`.
+        #[arg(long)]
+        es: String,
+        #[arg(long, default_value_t = 10_000)]
+        people: u64,
+        /// Primary shards of `person_sabt`.
+        #[arg(long, default_value_t = 2)]
+        shards: u32,
+        /// Put this in front of the index names.
+        #[arg(long, default_value = "")]
+        prefix: String,
+    },
 }
 
 fn main() -> anyhow::Result<()> {
@@ -78,6 +94,15 @@ fn main() -> anyhow::Result<()> {
                 ("messages", report.messages),
             ] {
                 println!("  {table:<13} +{inserted:<5} ~{updated}");
+            }
+            Ok(())
+        }
+        Cmd::People { es, people, shards, prefix } => {
+            let client = weir_testkit::es::EsClient::new(&es);
+            let counts = tokio::runtime::Runtime::new()?
+                .block_on(weir_testkit::people::load(&client, &prefix, people, shards))?;
+            for (index, n) in counts {
+                println!("  {index:<14} {n} documents");
             }
             Ok(())
         }
