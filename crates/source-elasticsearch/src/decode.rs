@@ -99,16 +99,8 @@ impl Decoder {
             ctx.id = &hit.id;
             ctx.index = &hit.index;
             ctx.row_bad = false;
-            let source = hit.source.as_ref().unwrap_or(&empty);
-            let expanded;
-            let source = match source.keys().any(|k| k.contains('.')) {
-                true => {
-                    expanded = expand_dots(source);
-                    &expanded
-                }
-                false => source,
-            };
-            ctx.count_unmapped(source, &self.fields, "");
+            let source = undotted(hit.source.as_ref().unwrap_or(&empty));
+            ctx.count_unmapped(&source, &self.fields, "");
             for (field, col) in self.fields.iter().zip(cols.iter_mut()) {
                 col.append(source.get(&field.name), &field.name, &mut ctx)?;
             }
@@ -125,6 +117,14 @@ impl Decoder {
             batch = arrow::compute::filter_record_batch(&batch, &BooleanArray::from(keep))?;
         }
         Ok(Decoded { batch, bad_values: ctx.bad, rejected, unmapped: ctx.unmapped })
+    }
+}
+
+/// The object with dotted keys expanded (borrowed when it has none).
+fn undotted(o: &Map<String, Value>) -> std::borrow::Cow<'_, Map<String, Value>> {
+    match o.keys().any(|k| k.contains('.')) {
+        true => std::borrow::Cow::Owned(expand_dots(o)),
+        false => std::borrow::Cow::Borrowed(o),
     }
 }
 
@@ -367,15 +367,8 @@ impl Col {
                 .map(|bytes| b.append_value(bytes)),
             Col::Struct { fields, children, valid, .. } => match value {
                 Value::Object(o) => {
-                    let expanded;
-                    let o = match o.keys().any(|k| k.contains('.')) {
-                        true => {
-                            expanded = expand_dots(o);
-                            &expanded
-                        }
-                        false => o,
-                    };
-                    ctx.count_unmapped(o, fields, path);
+                    let o = undotted(o);
+                    ctx.count_unmapped(&o, fields, path);
                     for (f, c) in fields.iter().zip(children.iter_mut()) {
                         c.append(o.get(&f.name), &format!("{path}.{}", f.name), ctx)?;
                     }
