@@ -383,8 +383,8 @@ fn search(cluster: &Cluster, index: Option<&str>, query: &str, body: &Value) -> 
     } else {
         let after = req.after.as_ref();
         let mut all = Vec::new();
+        let needs = req.query.needs_source() || req.sort.iter().any(|k| !k.field.starts_with('_'));
         for h in hits.iter().filter(|h| in_slice(h)) {
-            let needs = req.query.needs_source() || req.sort.iter().any(|k| !k.field.starts_with('_'));
             let source = if needs { serde_json::from_str(&h.doc.source).unwrap_or(Value::Null) } else { Value::Null };
             if !req.query.matches(h, &source) {
                 continue;
