@@ -90,6 +90,7 @@ impl Sink for PostgresSink {
 
     async fn load(&self, request: &LoadRequest, input: SourceStream) -> Result<LoadOutcome> {
         let mut conn = self.connect().await?;
+        ensure_schema(&mut conn, &self.schema).await?;
         let mut tx = conn.begin().await.map_err(|e| db_error(e, "starting the load transaction"))?;
         let target = qualified(&self.schema, &self.table);
 
@@ -99,7 +100,6 @@ impl Sink for PostgresSink {
             .execute(&mut *tx)
             .await
             .map_err(|e| db_error(e, "locking the destination table"))?;
-        exec(&mut tx, &format!("CREATE SCHEMA IF NOT EXISTS {}", self.schema.quoted()), "creating the schema").await?;
 
         let mode = match (request.load_type, request.primary_key.is_empty(), request.replace_date.is_some()) {
             (LoadType::Full, _, _) => Mode::Replace,
@@ -354,6 +354,18 @@ async fn record_commit(
     .await
     .map_err(|e| db_error(e, "recording the commit"))?;
     Ok(())
+}
+
+/// Create the destination schema, outside the load's transaction: pipelines
+/// loading into one new schema at once would otherwise collide on its
+/// creation (`CREATE SCHEMA IF NOT EXISTS` is not safe against a concurrent one).
+async fn ensure_schema(conn: &mut PgConnection, schema: &Ident) -> Result<()> {
+    let sql = format!("CREATE SCHEMA IF NOT EXISTS {}", schema.quoted());
+    match sqlx::raw_sql(AssertSqlSafe(sql)).execute(&mut *conn).await {
+        Ok(_) => Ok(()),
+        Err(sqlx::Error::Database(db)) if matches!(db.code().as_deref(), Some("23505" | "42P06")) => Ok(()),
+        Err(e) => Err(db_error(e, "creating the schema")),
+    }
 }
 
 async fn exec(conn: &mut PgConnection, sql: &str, doing: &str) -> Result<()> {
