@@ -12,6 +12,7 @@ pub mod error;
 pub mod ident;
 pub mod options;
 pub mod pipeline;
+pub mod report;
 pub mod traits;
 pub mod watermark;
 
@@ -20,6 +21,7 @@ pub use date::RunDate;
 pub use error::{Domain, Error, Result};
 pub use ident::{Ident, quote_ident};
 pub use pipeline::{ControllerRow, LoadType, PipelineDef};
+pub use report::{PipelineReport, RunReport, Status};
 pub use traits::{
     BatchStream, DefaultConnection, LoadOutcome, LoadRequest, Position, ReadRequest, Sink, SinkContext, SinkFactory,
     SinkRegistration, Source, SourceBatch, SourceContext, SourceFactory, SourceRegistration, SourceStream, TableEntry,

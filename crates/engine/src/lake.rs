@@ -8,9 +8,10 @@ use serde::Serialize;
 use tracing::{info, warn};
 use url::Url;
 use uuid::Uuid;
+use weir_core::Status;
 use weir_core::{ConnectionUrl, Error, Redactor, Result, RunDate};
 use weir_delta::{Lake, MaintainOptions, MaintainReport, QueryResult, QueryTable, Registration};
-use weir_meta::{CatalogRow, MaintenanceRecord, Status};
+use weir_meta::{CatalogRow, MaintenanceRecord};
 
 use crate::run::{Engine, EnvLookup};
 

@@ -1,51 +1,42 @@
-//! The run loop.
+//! The run loop: every selected pipeline for one date, up to `concurrency` at
+//! once, in `depends_on` order, each claimed from the metadata database so that
+//! runners sharing it never run a pipeline twice at once.
 
-use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::collections::{BTreeSet, HashMap};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use futures::StreamExt;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, info, info_span, warn};
 use uuid::Uuid;
-use weir_core::options;
-use weir_core::traits::{LoadRequest, ReadRequest, SinkContext, SourceContext, WatermarkFilter};
-use weir_core::{
-    BatchStream, ConnectionUrl, ControllerRow, DefaultConnection, Error, LoadOutcome, LoadType, PipelineDef, Redactor,
-    Result, RunDate, Sink, Source, SourceStream,
-};
-use weir_meta::{AttemptEnd, AttemptStart, MetaStore, Status};
+use weir_core::{ConnectionUrl, ControllerRow, Error, PipelineReport, Redactor, Result, RunDate, RunReport, Status};
+use weir_meta::{AttemptEnd, AttemptStart, MetaStore, NotificationRecord, RunEnd, RunStart};
+use weir_notify::{Delivery, Notifier};
 
 use crate::Registry;
+use crate::attempt::Outcome;
+use crate::plan::{Node, plan};
 
 /// Looks a variable up (the process environment, in production).
 pub type EnvLookup = Arc<dyn Fn(&str) -> Option<String> + Send + Sync>;
 
-/// How often a running attempt proves it is alive in `audit.heartbeat_at`.
-const HEARTBEAT_EVERY: Duration = Duration::from_secs(30);
-/// Batches decoded ahead of the sink, so reading and writing overlap.
-const PREFETCH_BATCHES: usize = 4;
+/// Hears what a run does, as it does it (progress bars, say).
+pub type Observer = Arc<dyn Fn(RunEvent<'_>) + Send + Sync>;
 
-/// `options` keys the engine itself owns.
-#[derive(Debug, Clone, serde::Deserialize)]
-#[serde(deny_unknown_fields, default)]
-struct RunOptions {
-    /// Extra attempts after a transient failure.
-    retries: u32,
-    /// Wait before the first retry; doubles each time.
-    retry_backoff_ms: u64,
+/// What a run tells its [`Observer`].
+#[derive(Debug, Clone, Copy)]
+pub enum RunEvent<'a> {
+    /// An attempt started.
+    Started { pipeline: &'a str, attempt: u32 },
+    /// Rows read so far by the current attempt.
+    Rows { pipeline: &'a str, rows_read: u64 },
+    /// The pipeline is done, one way or another.
+    Finished { report: &'a PipelineReport },
 }
 
-impl Default for RunOptions {
-    fn default() -> Self {
-        Self { retries: 2, retry_backoff_ms: 1000 }
-    }
-}
-
-impl RunOptions {
-    const KEYS: &'static [&'static str] = &["retries", "retry_backoff_ms"];
-}
-
-/// What to run.
+/// What to run, and how.
 #[derive(Debug, Clone)]
 pub struct RunConfig {
     pub run_date: RunDate,
@@ -53,97 +44,412 @@ pub struct RunConfig {
     pub pipelines: Vec<String>,
     /// Read and check the sources, count rows, write nothing.
     pub skip_load: bool,
+    /// Pipelines at once.
+    pub concurrency: usize,
+    /// A runner that has not heartbeat for this long is dead; it heartbeats
+    /// three times per lease.
+    pub lease: Duration,
+    /// `options.retries` for pipelines that do not set it (else 2).
+    pub retries: Option<u32>,
 }
 
-/// How one pipeline ended.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct PipelineReport {
-    pub name: String,
-    pub status: &'static str,
-    pub attempts: u32,
-    pub records_read: u64,
-    pub records_written: u64,
-    pub watermark: Option<String>,
-    pub duration_ms: u64,
-    /// Redacted.
-    pub error: Option<String>,
-}
+impl RunConfig {
+    pub const DEFAULT_LEASE: Duration = Duration::from_secs(60);
 
-impl PipelineReport {
-    pub fn succeeded(&self) -> bool {
-        self.status == Status::Success.as_str()
+    pub fn new(run_date: RunDate) -> Self {
+        Self {
+            run_date,
+            pipelines: Vec::new(),
+            skip_load: false,
+            concurrency: std::thread::available_parallelism().map_or(2, |n| n.get()),
+            lease: Self::DEFAULT_LEASE,
+            retries: None,
+        }
     }
 }
 
-/// How a whole run ended.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct RunReport {
+/// A run under way, shared by its pipelines' tasks.
+pub(crate) struct RunCtx {
     pub run_id: Uuid,
-    pub run_date: String,
-    pub pipelines: Vec<PipelineReport>,
+    pub config: RunConfig,
+    /// Cancelled on Ctrl-C or SIGTERM; each pipeline's token is a child.
+    pub cancel: CancellationToken,
+    /// The leases this run holds, by pipeline id.
+    held: Mutex<HashMap<i64, Arc<Held>>>,
 }
 
-impl RunReport {
-    pub fn all_succeeded(&self) -> bool {
-        self.pipelines.iter().all(PipelineReport::succeeded)
+struct Held {
+    token: CancellationToken,
+    lost: AtomicBool,
+}
+
+impl RunCtx {
+    pub(crate) fn hold(&self, pipeline_id: i64, token: CancellationToken) {
+        if let Ok(mut held) = self.held.lock() {
+            held.insert(pipeline_id, Arc::new(Held { token, lost: AtomicBool::new(false) }));
+        }
+    }
+
+    pub(crate) fn unhold(&self, pipeline_id: i64) {
+        if let Ok(mut held) = self.held.lock() {
+            held.remove(&pipeline_id);
+        }
+    }
+
+    /// Why a pipeline's token was cancelled.
+    pub(crate) fn stop_reason(&self, pipeline_id: i64) -> String {
+        let lost = self
+            .held
+            .lock()
+            .ok()
+            .and_then(|h| h.get(&pipeline_id).map(|h| h.lost.load(Ordering::SeqCst)))
+            .unwrap_or(false);
+        if lost && !self.cancel.is_cancelled() {
+            "lease lost: this runner could not prove to the metadata database that it was alive for longer than \
+             the lease, so it stopped before committing and another runner may take the pipeline over"
+                .to_owned()
+        } else {
+            "cancelled: the runner was asked to stop (Ctrl-C or SIGTERM) before this load committed; nothing of it \
+             is visible"
+                .to_owned()
+        }
+    }
+
+    /// Heartbeat failed to renew these leases, or could not reach the database
+    /// for a whole lease: stop their pipelines before they commit.
+    fn lose(&self, ids: &[i64]) {
+        if let Ok(held) = self.held.lock() {
+            for id in ids {
+                if let Some(h) = held.get(id) {
+                    h.lost.store(true, Ordering::SeqCst);
+                    h.token.cancel();
+                }
+            }
+        }
+    }
+
+    fn held_ids(&self) -> Vec<i64> {
+        self.held.lock().map(|h| h.keys().copied().collect()).unwrap_or_default()
     }
 }
 
-/// A pipeline ready to run: validated, connected to its connectors.
-struct Prepared {
-    def: PipelineDef,
-    source: Box<dyn Source>,
-    sink: Box<dyn Sink>,
-    options: RunOptions,
-}
-
+#[derive(Clone)]
 pub struct Engine {
     meta: MetaStore,
     metadata_url: ConnectionUrl,
     registry: Registry,
     env: EnvLookup,
     redactor: Redactor,
+    observer: Option<Observer>,
+    notifier: Option<Notifier>,
 }
 
 impl Engine {
     pub fn new(meta: MetaStore, metadata_url: ConnectionUrl, registry: Registry, env: EnvLookup) -> Self {
         let mut redactor = Redactor::new();
         redactor.add_connection(&metadata_url);
-        Self { meta, metadata_url, registry, env, redactor }
+        Self { meta, metadata_url, registry, env, redactor, observer: None, notifier: None }
+    }
+
+    /// Tell `observer` what runs do.
+    pub fn with_observer(mut self, observer: Observer) -> Self {
+        self.observer = Some(observer);
+        self
+    }
+
+    /// Mail a summary after each run.
+    pub fn with_notifier(mut self, notifier: Notifier) -> Self {
+        self.redactor.add_connection(notifier.connection());
+        self.notifier = Some(notifier);
+        self
     }
 
     pub fn meta(&self) -> &MetaStore {
         &self.meta
     }
 
-    /// Knows every secret the engine itself holds (the metadata database's).
+    pub(crate) fn metadata_url(&self) -> &ConnectionUrl {
+        &self.metadata_url
+    }
+
+    pub(crate) fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
+    /// Knows every secret the engine itself holds (the metadata database's, the SMTP server's).
     pub(crate) fn redactor(&self) -> &Redactor {
         &self.redactor
     }
 
-    /// Run every selected pipeline for the run date; a failing pipeline never stops the others.
-    pub async fn run(&self, config: &RunConfig) -> Result<RunReport> {
+    pub(crate) fn observer(&self) -> Option<Observer> {
+        self.observer.clone()
+    }
+
+    pub(crate) fn emit(&self, event: RunEvent<'_>) {
+        if let Some(observer) = &self.observer {
+            observer(event);
+        }
+    }
+
+    /// Run every selected pipeline for the run date; a failing pipeline never
+    /// stops the others. Errors are the run's, before any pipeline ran: the
+    /// metadata database unreachable, an unknown `--pipeline`, a `depends_on` cycle.
+    pub async fn run(&self, config: &RunConfig, cancel: CancellationToken) -> Result<RunReport> {
+        let started = Instant::now();
         let run_id = Uuid::new_v4();
-        let rows = self.selected(&config.pipelines).await?;
+        let all = self.meta.pipelines(&[], true).await?;
+        let rows = select(&all, &config.pipelines)?;
+        let names: BTreeSet<&str> = all.iter().map(|r| r.name.as_str()).collect();
+        let nodes = plan(rows, &names)?;
+        let concurrency = config.concurrency.max(1);
+
         let span = info_span!("run", %run_id, date = %config.run_date);
         async {
-            info!(pipelines = rows.len(), skip_load = config.skip_load, "run started");
-            let mut reports = Vec::with_capacity(rows.len());
-            for row in &rows {
-                let span = info_span!("pipeline", name = %row.name);
-                reports.push(self.run_pipeline(row, run_id, config).instrument(span).await);
+            self.meta
+                .start_run(&RunStart {
+                    run_id,
+                    run_date: config.run_date.date(),
+                    concurrency: concurrency as u32,
+                    lease: config.lease,
+                })
+                .await?;
+            for a in self.meta.recover(config.lease).await? {
+                warn!(
+                    pipeline = %a.pipeline_name,
+                    dead_run = %a.run_id,
+                    host = a.host.as_deref().unwrap_or("?"),
+                    last_heartbeat = %a.heartbeat_at,
+                    "marked abandoned: its runner stopped heartbeating"
+                );
             }
-            let failed = reports.iter().filter(|r| !r.succeeded()).count();
-            info!(pipelines = reports.len(), failed, "run finished");
-            Ok(RunReport { run_id, run_date: config.run_date.to_string(), pipelines: reports })
+            info!(pipelines = nodes.len(), concurrency, skip_load = config.skip_load, "run started");
+            let ctx = Arc::new(RunCtx {
+                run_id,
+                config: RunConfig { concurrency, ..config.clone() },
+                cancel,
+                held: Mutex::default(),
+            });
+            let heartbeat = tokio::spawn(heartbeat(self.meta.clone(), ctx.clone()));
+            let pipelines = self.schedule(&nodes, &ctx).await;
+            heartbeat.abort();
+
+            let report = RunReport {
+                run_id,
+                run_date: config.run_date.to_string(),
+                cancelled: ctx.cancel.is_cancelled(),
+                duration_ms: started.elapsed().as_millis() as u64,
+                pipelines,
+            };
+            let end = RunEnd {
+                status: match (report.cancelled, report.all_succeeded()) {
+                    (true, _) => "cancelled",
+                    (false, true) => "success",
+                    (false, false) => "failed",
+                },
+                pipelines: report.pipelines.len() as i32,
+                succeeded: report.count(Status::Success) as i32,
+                failed: report.count(Status::Failed) as i32,
+                skipped: report.count(Status::Skipped) as i32,
+            };
+            if let Err(e) = self.meta.finish_run(run_id, &end).await {
+                warn!(error = %self.redactor.redact(e.message()), "could not finish the run row");
+            }
+            info!(
+                pipelines = report.pipelines.len(),
+                succeeded = end.succeeded,
+                failed = end.failed,
+                skipped = end.skipped,
+                metadata_queries = self.meta.queries(),
+                elapsed_ms = report.duration_ms,
+                "run finished"
+            );
+            self.notify(&report, &nodes).await;
+            Ok(report)
         }
         .instrument(span)
         .await
     }
 
+    /// Start pipelines as their dependencies finish, up to the concurrency.
+    async fn schedule(&self, nodes: &[Node], ctx: &Arc<RunCtx>) -> Vec<PipelineReport> {
+        #[derive(Clone, Copy, PartialEq)]
+        enum State {
+            Pending,
+            /// Held by another runner: ask again at this time.
+            Waiting(tokio::time::Instant),
+            Running,
+            Done,
+        }
+        let poll = (ctx.config.lease / 4).clamp(Duration::from_millis(200), Duration::from_secs(5));
+        let mut states = vec![State::Pending; nodes.len()];
+        let mut reports: Vec<Option<PipelineReport>> = vec![None; nodes.len()];
+        let mut tasks: JoinSet<(usize, Outcome)> = JoinSet::new();
+        let mut task_node = HashMap::new();
+        let mut running = 0;
+        let mut waited = vec![false; nodes.len()];
+        loop {
+            // Start what can start; skip what cannot run. Repeat until nothing changes,
+            // as a skip can decide the fate of pipelines that depend on it.
+            let mut changed = true;
+            while changed {
+                changed = false;
+                let now = tokio::time::Instant::now();
+                for (i, node) in nodes.iter().enumerate() {
+                    match states[i] {
+                        State::Pending => {}
+                        State::Waiting(at) if at <= now => {}
+                        _ => continue,
+                    }
+                    let skip = if ctx.cancel.is_cancelled() {
+                        Some("the run was cancelled before this pipeline started".to_owned())
+                    } else {
+                        node.deps.iter().find_map(|&d| match &reports[d] {
+                            Some(r) if !r.succeeded() => {
+                                Some(format!("dependency `{}` did not succeed ({})", nodes[d].row.name, r.status))
+                            }
+                            _ => None,
+                        })
+                    };
+                    if let Some(reason) = skip {
+                        let record = !ctx.cancel.is_cancelled();
+                        let report = self.skip(&node.row, ctx, reason, record).await;
+                        self.emit(RunEvent::Finished { report: &report });
+                        reports[i] = Some(report);
+                        states[i] = State::Done;
+                        changed = true;
+                        continue;
+                    }
+                    if running >= ctx.config.concurrency || node.deps.iter().any(|&d| reports[d].is_none()) {
+                        continue;
+                    }
+                    let engine = self.clone();
+                    let (row, unknown, task_ctx) = (node.row.clone(), node.unknown.clone(), ctx.clone());
+                    let span = info_span!("pipeline", name = %node.row.name);
+                    let handle = tasks
+                        .spawn(async move { (i, engine.run_one(&row, &unknown, &task_ctx).await) }.instrument(span));
+                    task_node.insert(handle.id(), i);
+                    states[i] = State::Running;
+                    running += 1;
+                    changed = true;
+                }
+            }
+            if running == 0 && states.iter().all(|s| *s == State::Done) {
+                break;
+            }
+            let wake = states
+                .iter()
+                .filter_map(|s| match s {
+                    State::Waiting(at) => Some(*at),
+                    _ => None,
+                })
+                .min();
+            tokio::select! {
+                Some(joined) = tasks.join_next_with_id(), if running > 0 => {
+                    running -= 1;
+                    let (i, outcome) = match joined {
+                        Ok((id, (i, outcome))) => {
+                            task_node.remove(&id);
+                            (i, outcome)
+                        }
+                        Err(e) => {
+                            let i = task_node.remove(&e.id()).unwrap_or_default();
+                            let mut report = PipelineReport::new(&nodes[i].row.name);
+                            report.error = Some(format!("pipeline `{}`: internal error: {e}", nodes[i].row.name));
+                            (i, Outcome::Finished(report))
+                        }
+                    };
+                    match outcome {
+                        Outcome::Finished(report) => {
+                            self.emit(RunEvent::Finished { report: &report });
+                            reports[i] = Some(report);
+                            states[i] = State::Done;
+                        }
+                        Outcome::Held { by } => {
+                            if !std::mem::replace(&mut waited[i], true) {
+                                info!(pipeline = %nodes[i].row.name, held_by = %by, "another runner is running this pipeline; waiting for it");
+                            }
+                            states[i] = State::Waiting(tokio::time::Instant::now() + poll);
+                        }
+                    }
+                }
+                () = sleep_until(wake), if wake.is_some() => {}
+                () = ctx.cancel.cancelled(), if !ctx.cancel.is_cancelled() => {
+                    warn!(running, "stopping: cancelling the running pipelines; nothing they have not committed becomes visible");
+                }
+            }
+        }
+        nodes.iter().zip(reports).map(|(n, r)| r.unwrap_or_else(|| PipelineReport::new(&n.row.name))).collect()
+    }
+
+    /// A pipeline that will not run in this run. Recorded in `audit` unless the
+    /// run was cancelled (so that another runner still loads it).
+    async fn skip(&self, row: &ControllerRow, ctx: &RunCtx, reason: String, record: bool) -> PipelineReport {
+        let message = format!("pipeline `{}` skipped: {reason}", row.name);
+        info!(pipeline = %row.name, reason = %reason, "pipeline skipped");
+        if record {
+            let start = AttemptStart {
+                pipeline_id: row.id,
+                pipeline_name: &row.name,
+                run_id: ctx.run_id,
+                run_date: ctx.config.run_date.date(),
+                attempt: 1,
+                skip_load: ctx.config.skip_load,
+            };
+            let end = AttemptEnd {
+                status: Status::Skipped,
+                records_read: None,
+                records_processed: None,
+                bytes_read: None,
+                watermark_before: None,
+                watermark_after: None,
+                details: None,
+                error_message: Some(message.clone()),
+                error_domain: None,
+            };
+            self.record_not_started(&start, &end, &self.redactor).await;
+        }
+        let mut report = PipelineReport::new(&row.name);
+        report.status = Status::Skipped;
+        report.error = Some(message);
+        report
+    }
+
+    /// Mail the run's summary, if configured; record what became of it.
+    async fn notify(&self, report: &RunReport, nodes: &[Node]) {
+        let Some(notifier) = &self.notifier else { return };
+        let extra: Vec<(String, String)> =
+            nodes.iter().flat_map(|n| n.row.notify_emails.iter().map(|e| (n.row.name.clone(), e.clone()))).collect();
+        let (sent, recipients, subject, error) = match notifier.send(report, &extra).await {
+            Delivery::NotSent { reason } => {
+                info!(reason = %reason, "no completion email");
+                return;
+            }
+            Delivery::Sent { recipients, subject } => {
+                info!(recipients = %recipients.join(", "), "completion email sent");
+                (true, recipients, subject, None)
+            }
+            Delivery::Failed { recipients, subject, error } => {
+                let error = self.redactor.redact(&error);
+                warn!(recipients = %recipients.join(", "), error = %error, "completion email not sent; the run's result stands");
+                (false, recipients, subject, Some(error))
+            }
+        };
+        let record = NotificationRecord {
+            run_id: report.run_id,
+            sent,
+            recipients: &recipients,
+            subject: &subject,
+            error_message: error.as_deref(),
+        };
+        if let Err(e) = self.meta.record_notification(&record).await {
+            warn!(error = %self.redactor.redact(e.message()), "could not record the completion email");
+        }
+    }
+
     /// Check each selected pipeline's configuration and connections, moving no data.
     pub async fn check(&self, pipelines: &[String]) -> Result<Vec<(String, Result<()>)>> {
-        let rows = self.selected(pipelines).await?;
+        let all = self.meta.pipelines(pipelines, false).await?;
+        let rows = select(&all, pipelines)?;
         let mut out = Vec::with_capacity(rows.len());
         for row in &rows {
             let (result, redactor) = match self.prepare(row) {
@@ -161,173 +467,6 @@ impl Engine {
         Ok(out)
     }
 
-    async fn selected(&self, names: &[String]) -> Result<Vec<ControllerRow>> {
-        let rows = self.meta.pipelines(names, false).await?;
-        let missing: Vec<&str> =
-            names.iter().filter(|n| !rows.iter().any(|r| &r.name == *n)).map(String::as_str).collect();
-        if !missing.is_empty() {
-            return Err(Error::user(format!(
-                "no pipeline named {} in the controller table (see `runner pipelines`)",
-                missing.iter().map(|n| format!("`{n}`")).collect::<Vec<_>>().join(", ")
-            )));
-        }
-        Ok(rows)
-    }
-
-    async fn run_pipeline(&self, row: &ControllerRow, run_id: Uuid, config: &RunConfig) -> PipelineReport {
-        let started = Instant::now();
-        let mut report = PipelineReport {
-            name: row.name.clone(),
-            status: Status::Failed.as_str(),
-            attempts: 0,
-            records_read: 0,
-            records_written: 0,
-            watermark: None,
-            duration_ms: 0,
-            error: None,
-        };
-        let start = AttemptStart {
-            pipeline_id: row.id,
-            pipeline_name: &row.name,
-            run_id,
-            run_date: config.run_date.date(),
-            attempt: 1,
-            skip_load: config.skip_load,
-        };
-
-        let (prepared, redactor) = match self.prepare(row) {
-            Ok(p) => p,
-            Err((e, redactor)) => {
-                let message = redactor.redact(&format!("pipeline `{}`: {e}", row.name));
-                warn!(error = %message, "pipeline not started");
-                let end = failed_end(&e, message.clone(), None);
-                if let Err(audit) = self.meta.record_not_started(&start, &end).await {
-                    warn!(error = %redactor.redact(audit.message()), "could not write the audit row");
-                }
-                report.error = Some(message);
-                report.duration_ms = started.elapsed().as_millis() as u64;
-                return report;
-            }
-        };
-
-        // One number for every attempt of this run: a sink that commits it can
-        // tell a retry of a load that already landed from a new load.
-        let load_seq = match self.meta.next_load_seq().await {
-            Ok(seq) => seq,
-            Err(e) => {
-                let message = redactor.redact(&format!("pipeline `{}`: {e}", row.name));
-                report.error = Some(message);
-                report.duration_ms = started.elapsed().as_millis() as u64;
-                return report;
-            }
-        };
-        let max_attempts = prepared.options.retries + 1;
-        for attempt in 1..=max_attempts {
-            report.attempts = attempt;
-            let start = AttemptStart { attempt: attempt as i32, ..start.clone() };
-            let audit_id = match self.meta.start_attempt(&start).await {
-                Ok(id) => id,
-                Err(e) => {
-                    report.error = Some(redactor.redact(&format!("pipeline `{}`: {e}", row.name)));
-                    break;
-                }
-            };
-            let heartbeat = self.spawn_heartbeat(audit_id);
-            let result = self.attempt(&prepared, run_id, load_seq, config).await;
-            heartbeat.abort();
-
-            match result {
-                Ok(Attempted { outcome, watermark_before, details }) => {
-                    let end = AttemptEnd {
-                        status: Status::Success,
-                        records_read: Some(outcome.rows_read as i64),
-                        records_processed: Some(outcome.rows_written as i64),
-                        bytes_read: Some(outcome.bytes_read as i64),
-                        watermark_before,
-                        watermark_after: outcome.watermark.clone(),
-                        details,
-                        error_message: None,
-                        error_domain: None,
-                    };
-                    if let Err(e) = self.meta.finish_attempt(audit_id, &end).await {
-                        warn!(error = %redactor.redact(e.message()), "could not finish the audit row");
-                    }
-                    info!(
-                        rows_read = outcome.rows_read,
-                        rows_written = outcome.rows_written,
-                        watermark = outcome.watermark.as_deref(),
-                        "pipeline succeeded"
-                    );
-                    report.status = Status::Success.as_str();
-                    report.records_read = outcome.rows_read;
-                    report.records_written = outcome.rows_written;
-                    report.watermark = outcome.watermark;
-                    report.error = None;
-                    break;
-                }
-                Err(e) => {
-                    let message = redactor.redact(&format!("pipeline `{}`: {e}", row.name));
-                    let end = failed_end(&e, message.clone(), None);
-                    if let Err(audit) = self.meta.finish_attempt(audit_id, &end).await {
-                        warn!(error = %redactor.redact(audit.message()), "could not finish the audit row");
-                    }
-                    report.error = Some(message.clone());
-                    if e.is_retryable() && attempt < max_attempts {
-                        let wait = Duration::from_millis(prepared.options.retry_backoff_ms)
-                            .saturating_mul(2u32.saturating_pow(attempt - 1));
-                        warn!(attempt, wait_ms = wait.as_millis() as u64, error = %message, "attempt failed; retrying");
-                        tokio::time::sleep(wait).await;
-                        continue;
-                    }
-                    warn!(attempt, domain = %e.domain(), error = %message, "pipeline failed");
-                    break;
-                }
-            }
-        }
-        report.duration_ms = started.elapsed().as_millis() as u64;
-        report
-    }
-
-    /// Validate a controller row and build its connectors. On error, the
-    /// redactor knows whatever secrets were resolved before the failure.
-    fn prepare(&self, row: &ControllerRow) -> std::result::Result<(Prepared, Redactor), (Error, Redactor)> {
-        let mut redactor = self.redactor.clone();
-        let built = (|| {
-            let def = PipelineDef::parse(row)?;
-            let source_reg = self.registry.source(&def.source_type)?;
-            let sink_reg = self.registry.sink(&def.destination_type)?;
-            options::check_known(&def.options, &[RunOptions::KEYS, source_reg.option_keys, sink_reg.option_keys])?;
-            let run_options: RunOptions = options::parse(&def.options, RunOptions::KEYS)?;
-
-            let source_conn = match &def.source_connection {
-                Some(name) => Some(self.resolve(name, &mut redactor).map_err(|e| e.context("source_connection"))?),
-                None if source_reg.needs_connection => {
-                    return Err(Error::user(format!(
-                        "source_connection is empty; a {} source needs one",
-                        source_reg.name
-                    )));
-                }
-                None => None,
-            };
-            let sink_conn = match (&def.destination_connection, sink_reg.default_connection) {
-                (Some(name), _) => {
-                    Some(self.resolve(name, &mut redactor).map_err(|e| e.context("destination_connection"))?)
-                }
-                (None, DefaultConnection::MetadataDb) => Some(self.metadata_url.clone()),
-                (None, DefaultConnection::Lake) => Some(self.default_lake(&mut redactor)?),
-                (None, DefaultConnection::None) => None,
-            };
-            let source =
-                (source_reg.build)(SourceContext { pipeline: &def, connection: source_conn, options: &def.options })?;
-            let sink = (sink_reg.build)(SinkContext { pipeline: &def, connection: sink_conn, options: &def.options })?;
-            Ok(Prepared { def, source, sink, options: run_options })
-        })();
-        match built {
-            Ok(p) => Ok((p, redactor)),
-            Err(e) => Err((e, redactor)),
-        }
-    }
-
     pub(crate) fn resolve(&self, name: &str, redactor: &mut Redactor) -> Result<ConnectionUrl> {
         let conn = ConnectionUrl::resolve(name, |k| (self.env)(k))?;
         redactor.add_connection(&conn);
@@ -340,147 +479,57 @@ impl Engine {
         redactor.add_connection(&conn);
         Ok(conn)
     }
+}
 
-    /// One attempt: read the watermark, stream the source into the sink.
-    async fn attempt(&self, p: &Prepared, run_id: Uuid, load_seq: i64, config: &RunConfig) -> Result<Attempted> {
-        let def = &p.def;
-        let stored = self.meta.watermark(def.id).await?;
-        // What the destination committed wins: it is what the data holds, even if
-        // the run that committed it died before updating the metadata store.
-        let committed = match config.skip_load {
-            false => p.sink.committed_watermark(&def.name).await?,
-            true => None,
-        };
-        let watermark_before = if def.load_type == LoadType::Incremental { committed.or(stored) } else { None };
-        let date_sliced = def.is_date_sliced() || p.source.reads_by_date();
-        let filter = match (&watermark_before, &def.watermark_column, date_sliced) {
-            (Some(value), Some(_), false) => {
-                Some(WatermarkFilter { value: value.clone(), inclusive: !def.primary_key.is_empty() })
-            }
-            _ => None,
-        };
-        let request = ReadRequest {
-            run_date: config.run_date,
-            watermark_column: def.watermark_column.clone(),
-            filter,
-            watermark_before: watermark_before.clone(),
-        };
-        let stream = p.source.open(&request).instrument(info_span!("extract")).await?;
-        for warning in &stream.warnings {
-            warn!(warning = %warning, "source");
-        }
-        // The last position's counts are the run's totals.
-        let counts = Arc::new(std::sync::Mutex::new(BTreeMap::new()));
-        let last_counts = counts.clone();
-        let batches = stream.batches.inspect(move |item| {
-            if let (Ok(b), Ok(mut counts)) = (item, last_counts.lock()) {
-                counts.clone_from(&b.position.counts);
-            }
-        });
-        let stream_warnings = stream.warnings.clone();
-        let stream = SourceStream { batches: prefetch(batches.boxed(), PREFETCH_BATCHES), ..stream };
-
-        let outcome = match config.skip_load {
-            false => {
-                let load = LoadRequest {
-                    pipeline: def.name.clone(),
-                    run_id,
-                    run_date: config.run_date,
-                    load_type: def.load_type,
-                    primary_key: def.primary_key.clone(),
-                    watermark_column: def.watermark_column.clone(),
-                    replace_date: (def.load_type == LoadType::Incremental && date_sliced && def.primary_key.is_empty())
-                        .then_some(config.run_date),
-                    watermark_before: watermark_before.clone(),
-                    load_seq,
-                };
-                let outcome = p.sink.load(&load, stream).instrument(info_span!("load")).await?;
-                if let Some(table) = &outcome.table {
-                    self.meta.register_table(table, &def.name).await?;
-                }
-                if def.watermark_column.is_some() {
-                    self.meta
-                        .save_watermark(def.id, &def.name, outcome.watermark.as_deref(), run_id, config.run_date.date())
-                        .await?;
-                }
-                outcome
-            }
-            true => count_only(stream.batches).await?,
-        };
-        let counts = counts.lock().map(|c| c.clone()).unwrap_or_default();
-        Ok(Attempted { outcome, watermark_before, details: details(&counts, &stream_warnings) })
+/// The rows a run takes from the controller: those named (active or not), or
+/// every active one.
+fn select(all: &[ControllerRow], names: &[String]) -> Result<Vec<ControllerRow>> {
+    if names.is_empty() {
+        return Ok(all.iter().filter(|r| r.active).cloned().collect());
     }
+    let missing: Vec<String> =
+        names.iter().filter(|n| !all.iter().any(|r| &r.name == *n)).map(|n| format!("`{n}`")).collect();
+    if !missing.is_empty() {
+        return Err(Error::user(format!(
+            "no pipeline named {} in the controller table (see `runner pipelines`)",
+            missing.join(", ")
+        )));
+    }
+    Ok(all.iter().filter(|r| names.contains(&r.name)).cloned().collect())
+}
 
-    fn spawn_heartbeat(&self, audit_id: i64) -> tokio::task::JoinHandle<()> {
-        let meta = self.meta.clone();
-        tokio::spawn(async move {
-            loop {
-                tokio::time::sleep(HEARTBEAT_EVERY).await;
-                if let Err(e) = meta.heartbeat(audit_id).await {
-                    warn!(error = %e, "heartbeat failed");
+/// Every third of a lease: prove the run alive and renew its leases. A lease
+/// that did not renew (another runner took it over), or a database that stayed
+/// unreachable for a whole lease, stops the pipelines concerned before they commit.
+async fn heartbeat(meta: MetaStore, ctx: Arc<RunCtx>) {
+    let every = ctx.config.lease / 3;
+    let mut last_ok = Instant::now();
+    loop {
+        tokio::time::sleep(every).await;
+        let before = ctx.held_ids();
+        match meta.heartbeat_run(ctx.run_id, ctx.config.lease).await {
+            Ok(renewed) => {
+                last_ok = Instant::now();
+                let lost: Vec<i64> = before.into_iter().filter(|id| !renewed.contains(id)).collect();
+                if !lost.is_empty() {
+                    warn!(pipelines = ?lost, "lease lost: another runner took these pipelines over; stopping them");
+                    ctx.lose(&lost);
                 }
             }
-        })
-    }
-}
-
-/// What a successful attempt committed.
-struct Attempted {
-    outcome: LoadOutcome,
-    /// The watermark the attempt started from.
-    watermark_before: Option<String>,
-    /// For `audit.details`: what the source counted and warned about.
-    details: Option<serde_json::Value>,
-}
-
-/// `audit.details` for a load: the source's counts and warnings, if any.
-fn details(counts: &BTreeMap<&'static str, u64>, warnings: &[String]) -> Option<serde_json::Value> {
-    let mut details: serde_json::Map<String, serde_json::Value> =
-        counts.iter().filter(|(_, n)| **n > 0).map(|(k, n)| ((*k).to_owned(), (*n).into())).collect();
-    if !warnings.is_empty() {
-        details.insert("warnings".to_owned(), warnings.into());
-    }
-    (!details.is_empty()).then_some(serde_json::Value::Object(details))
-}
-
-fn failed_end(e: &Error, message: String, watermark_before: Option<String>) -> AttemptEnd {
-    AttemptEnd {
-        status: Status::Failed,
-        records_read: None,
-        records_processed: None,
-        bytes_read: None,
-        watermark_before,
-        watermark_after: None,
-        details: None,
-        error_message: Some(message),
-        error_domain: Some(e.domain().to_string()),
-    }
-}
-
-/// `--skip-load`: read everything, count, write nothing, commit no watermark.
-async fn count_only(mut batches: BatchStream) -> Result<LoadOutcome> {
-    let mut outcome = LoadOutcome::default();
-    while let Some(item) = batches.next().await {
-        let item = item?;
-        outcome.rows_read += item.batch.num_rows() as u64;
-        outcome.bytes_read = item.position.bytes_read;
-        outcome.watermark = item.position.watermark;
-    }
-    Ok(outcome)
-}
-
-/// Drive `stream` on its own task, `depth` batches ahead of the consumer, so
-/// decoding the source and writing the sink use both cores. Dropping the
-/// returned stream stops the task.
-fn prefetch(mut stream: BatchStream, depth: usize) -> BatchStream {
-    let (tx, rx) = tokio::sync::mpsc::channel(depth);
-    tokio::spawn(async move {
-        while let Some(item) = stream.next().await {
-            let stop = item.is_err();
-            if tx.send(item).await.is_err() || stop {
-                break;
+            Err(e) => {
+                warn!(error = %e, "heartbeat failed");
+                if last_ok.elapsed() >= ctx.config.lease {
+                    warn!("no heartbeat for a whole lease: stopping every pipeline of this run before it commits");
+                    ctx.lose(&before);
+                }
             }
         }
-    });
-    futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|item| (item, rx)) }).boxed()
+    }
+}
+
+async fn sleep_until(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
 }

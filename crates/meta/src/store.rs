@@ -1,4 +1,6 @@
 use std::str::FromStr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use chrono::{DateTime, NaiveDate, Utc};
@@ -6,31 +8,9 @@ use sqlx::migrate::Migrator;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{PgPool, Row};
 use uuid::Uuid;
-use weir_core::{ConnectionUrl, ControllerRow, Error, Result, TableEntry};
+use weir_core::{ConnectionUrl, ControllerRow, Error, Result, Status, TableEntry};
 
 static MIGRATOR: Migrator = sqlx::migrate!("../../migrations");
-
-/// The state of one attempt, as `audit.status` holds it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Status {
-    Running,
-    Success,
-    Failed,
-    Skipped,
-    Abandoned,
-}
-
-impl Status {
-    pub fn as_str(&self) -> &'static str {
-        match self {
-            Status::Running => "running",
-            Status::Success => "success",
-            Status::Failed => "failed",
-            Status::Skipped => "skipped",
-            Status::Abandoned => "abandoned",
-        }
-    }
-}
 
 /// What `runner init` did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -131,6 +111,8 @@ pub struct MaintenanceRecord<'a> {
 #[derive(Clone)]
 pub struct MetaStore {
     pool: PgPool,
+    /// Statements sent so far: the run loop's own cost, reported per run.
+    queries: Arc<AtomicU64>,
 }
 
 impl MetaStore {
@@ -145,11 +127,22 @@ impl MetaStore {
             .connect_with(options)
             .await
             .map_err(|e| db_error(e, &format!("connecting to the metadata database {url}")))?;
-        Ok(Self { pool })
+        Ok(Self { pool, queries: Arc::default() })
     }
 
     pub fn pool(&self) -> &PgPool {
         &self.pool
+    }
+
+    /// The pool, counting one statement.
+    pub(crate) fn db(&self) -> &PgPool {
+        self.queries.fetch_add(1, Ordering::Relaxed);
+        &self.pool
+    }
+
+    /// Statements sent to the metadata database by this store (and its clones) so far.
+    pub fn queries(&self) -> u64 {
+        self.queries.load(Ordering::Relaxed)
     }
 
     /// Create or upgrade the metadata tables. Idempotent.
@@ -166,14 +159,14 @@ impl MetaStore {
 
     async fn applied_versions(&self) -> Result<Vec<i64>> {
         let exists: bool = sqlx::query_scalar("SELECT to_regclass('_sqlx_migrations') IS NOT NULL")
-            .fetch_one(&self.pool)
+            .fetch_one(self.db())
             .await
             .map_err(|e| db_error(e, "reading the migration history"))?;
         if !exists {
             return Ok(Vec::new());
         }
         sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success ORDER BY version")
-            .fetch_all(&self.pool)
+            .fetch_all(self.db())
             .await
             .map_err(|e| db_error(e, "reading the migration history"))
     }
@@ -192,7 +185,7 @@ impl MetaStore {
         )
         .bind(names)
         .bind(include_inactive)
-        .fetch_all(&self.pool)
+        .fetch_all(self.db())
         .await
         .map_err(|e| db_error(e, "reading the controller table"))?;
         rows.iter()
@@ -237,7 +230,7 @@ impl MetaStore {
         .bind(a.attempt)
         .bind(a.skip_load)
         .bind(hostname())
-        .fetch_one(&self.pool)
+        .fetch_one(self.db())
         .await
         .map_err(|e| db_error(e, "writing the audit row"))
     }
@@ -247,16 +240,6 @@ impl MetaStore {
         let id = self.start_attempt(a).await?;
         self.finish_attempt(id, end).await?;
         Ok(id)
-    }
-
-    /// Prove this attempt is alive.
-    pub async fn heartbeat(&self, audit_id: i64) -> Result<()> {
-        sqlx::query("UPDATE audit SET heartbeat_at = now() WHERE audit_id = $1 AND status = 'running'")
-            .bind(audit_id)
-            .execute(&self.pool)
-            .await
-            .map_err(|e| db_error(e, "updating the audit heartbeat"))?;
-        Ok(())
     }
 
     pub async fn finish_attempt(&self, audit_id: i64, end: &AttemptEnd) -> Result<()> {
@@ -277,7 +260,7 @@ impl MetaStore {
         .bind(&end.error_message)
         .bind(&end.error_domain)
         .bind(&end.details)
-        .execute(&self.pool)
+        .execute(self.db())
         .await
         .map_err(|e| db_error(e, "finishing the audit row"))?;
         Ok(())
@@ -287,7 +270,7 @@ impl MetaStore {
     pub async fn watermark(&self, pipeline_id: i64) -> Result<Option<String>> {
         let v: Option<Option<String>> = sqlx::query_scalar("SELECT value FROM watermark WHERE pipeline_id = $1")
             .bind(pipeline_id)
-            .fetch_optional(&self.pool)
+            .fetch_optional(self.db())
             .await
             .map_err(|e| db_error(e, "reading the watermark"))?;
         Ok(v.flatten())
@@ -314,7 +297,7 @@ impl MetaStore {
         .bind(value)
         .bind(run_id)
         .bind(run_date)
-        .execute(&self.pool)
+        .execute(self.db())
         .await
         .map_err(|e| db_error(e, "saving the watermark"))?;
         Ok(())
@@ -323,7 +306,7 @@ impl MetaStore {
     /// The next load sequence number (see `migrations/0002_catalog.sql`).
     pub async fn next_load_seq(&self) -> Result<i64> {
         sqlx::query_scalar("SELECT nextval('load_seq')")
-            .fetch_one(&self.pool)
+            .fetch_one(self.db())
             .await
             .map_err(|e| db_error(e, "drawing a load sequence number"))
     }
@@ -348,7 +331,7 @@ impl MetaStore {
         .bind(&entry.columns)
         .bind(&entry.partition_by)
         .bind(pipeline_name)
-        .execute(&self.pool)
+        .execute(self.db())
         .await
         .map_err(|e| db_error(e, "registering the table in the catalog"))?;
         Ok(())
@@ -361,7 +344,7 @@ impl MetaStore {
                     pipeline_name, updated_at
              FROM catalog ORDER BY schema_name, table_name",
         )
-        .fetch_all(&self.pool)
+        .fetch_all(self.db())
         .await
         .map_err(|e| db_error(e, "reading the catalog"))
     }
@@ -372,7 +355,7 @@ impl MetaStore {
             .bind(schema_name)
             .bind(table_name)
             .bind(version)
-            .execute(&self.pool)
+            .execute(self.db())
             .await
             .map_err(|e| db_error(e, "updating the catalog"))?;
         Ok(())
@@ -397,7 +380,7 @@ impl MetaStore {
         .bind(&m.error_message)
         .bind(&m.error_domain)
         .bind(hostname())
-        .fetch_one(&self.pool)
+        .fetch_one(self.db())
         .await
         .map_err(|e| db_error(e, "writing the maintenance audit row"))
     }
@@ -415,13 +398,13 @@ impl MetaStore {
         )
         .bind(pipeline)
         .bind(last)
-        .fetch_all(&self.pool)
+        .fetch_all(self.db())
         .await
         .map_err(|e| db_error(e, "reading the audit table"))
     }
 }
 
-fn hostname() -> Option<String> {
+pub(crate) fn hostname() -> Option<String> {
     std::env::var("HOSTNAME")
         .ok()
         .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
@@ -431,7 +414,7 @@ fn hostname() -> Option<String> {
 
 /// A database error as a Weir error: connection trouble is transient, a missing
 /// metadata table means `runner init` was not run.
-fn db_error(e: sqlx::Error, doing: &str) -> Error {
+pub(crate) fn db_error(e: sqlx::Error, doing: &str) -> Error {
     match &e {
         sqlx::Error::Database(db) if db.code().as_deref() == Some("42P01") => {
             Error::user(format!("{doing}: {db}; the metadata tables are missing: run `runner init` first"))

@@ -1,19 +1,26 @@
 //! `runner`: Weir's command line. Parses, calls the engine, prints.
 //!
-//! Exit codes: 0 every pipeline succeeded; 1 some pipeline failed; 2 usage or
-//! configuration error (bad flags, no metadata database, unknown pipeline).
+//! Exit codes: 0 every pipeline succeeded; 1 some pipeline failed (or was
+//! skipped, or the run was cancelled); 2 usage or configuration error (bad
+//! flags, no metadata database, unknown pipeline, a `depends_on` cycle, bad
+//! email settings).
 
 mod output;
+mod progress;
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use tracing::{error, info, warn};
 use weir_core::{ConnectionUrl, Redactor, RunDate};
-use weir_engine::{Dialect, Engine, MaintainOptions, Registry, RunConfig};
+use weir_engine::{CancellationToken, Dialect, Engine, MaintainOptions, Notifier, Registry, RunConfig};
 use weir_meta::MetaStore;
 
 use crate::output::Format;
+use crate::progress::Progress;
 
 #[derive(Parser, Debug)]
 #[command(name = "runner", version, about = "Weir: metadata-driven ETL. Runs the pipelines of the controller table.")]
@@ -36,6 +43,9 @@ struct Global {
     /// Log lines as text or JSON (on stderr).
     #[arg(long, value_enum, default_value_t = LogFormat::Text, global = true)]
     log_format: LogFormat,
+    /// Also append log lines to a daily file in this folder (weir.log.YYYY-MM-DD).
+    #[arg(long, env = "WEIR_LOG_DIR", global = true)]
+    log_dir: Option<PathBuf>,
 }
 
 #[derive(Copy, Clone, Debug, ValueEnum)]
@@ -50,6 +60,8 @@ enum Command {
     Init,
     /// Run every active pipeline (or those named) for a date.
     Run(RunArgs),
+    /// Run every active pipeline now and then at each interval, until SIGTERM or Ctrl-C.
+    Schedule(ScheduleArgs),
     /// Show the run history from the audit table.
     Audit(AuditArgs),
     /// List the pipelines of the controller table.
@@ -117,15 +129,57 @@ struct RunArgs {
     /// The logical date to load: 20250323 or 2025-03-23 (default: today, UTC).
     #[arg(long, value_parser = parse_date)]
     date: Option<RunDate>,
+    #[command(flatten)]
+    opts: RunOpts,
+}
+
+#[derive(Args, Debug)]
+struct ScheduleArgs {
+    /// Time between the starts of two runs: 1h, 30m, 90s. A run that takes
+    /// longer delays the next one; missed starts are not made up.
+    #[arg(long, value_parser = humantime::parse_duration)]
+    every: Duration,
+    #[command(flatten)]
+    opts: RunOpts,
+}
+
+#[derive(Args, Debug, Clone, Default)]
+struct RunOpts {
     /// Run only this pipeline (repeatable); inactive pipelines run when named.
     #[arg(long = "pipeline", short = 'p')]
     pipelines: Vec<String>,
     /// Read and check the sources and count rows, without writing anything.
     #[arg(long)]
     skip_load: bool,
+    /// Pipelines at once (default: the number of cores).
+    #[arg(long, env = "WEIR_CONCURRENCY")]
+    concurrency: Option<usize>,
+    /// Retries after a transient error, for pipelines whose options.retries is unset (default 2).
+    #[arg(long, env = "WEIR_RETRIES")]
+    retries: Option<u32>,
+    /// Seconds without a heartbeat after which another runner takes a pipeline over.
+    #[arg(long, env = "WEIR_LEASE_SECONDS", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..))]
+    lease_seconds: u64,
+    /// No progress bars, even on a terminal.
+    #[arg(long)]
+    no_progress: bool,
     /// Print the run summary as a table or JSON.
     #[arg(long, value_enum, default_value_t = Format::Table)]
     format: Format,
+}
+
+impl RunOpts {
+    fn config(&self, run_date: RunDate) -> RunConfig {
+        let mut config = RunConfig::new(run_date);
+        config.pipelines.clone_from(&self.pipelines);
+        config.skip_load = self.skip_load;
+        if let Some(n) = self.concurrency {
+            config.concurrency = n.max(1);
+        }
+        config.retries = self.retries;
+        config.lease = Duration::from_secs(self.lease_seconds);
+        config
+    }
 }
 
 #[derive(Args, Debug)]
@@ -165,7 +219,14 @@ fn main() -> ExitCode {
         return ExitCode::from(2);
     }
     let cli = Cli::parse();
-    init_logging(cli.global.log_format);
+    let progress = Progress::new(show_progress(&cli));
+    let _log_file = match init_logging(&cli.global, &progress) {
+        Ok(guard) => guard,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
@@ -173,20 +234,62 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    runtime.block_on(run(cli))
+    runtime.block_on(run(cli, progress))
 }
 
-fn init_logging(format: LogFormat) {
-    use tracing_subscriber::EnvFilter;
+/// Progress bars: for runs, on a terminal, with text logs.
+fn show_progress(cli: &Cli) -> bool {
+    let opts = match &cli.command {
+        None => &cli.run.opts,
+        Some(Command::Run(args)) => &args.opts,
+        Some(Command::Schedule(args)) => &args.opts,
+        Some(_) => return false,
+    };
+    !opts.no_progress
+        && matches!(cli.global.log_format, LogFormat::Text)
+        && std::io::IsTerminal::is_terminal(&std::io::stderr())
+        && std::env::var_os("NO_COLOR").is_none()
+}
+
+/// Log lines to stderr (above the progress bars), and to a daily file with `--log-dir`.
+fn init_logging(
+    global: &Global,
+    progress: &Progress,
+) -> Result<Option<tracing_appender::non_blocking::WorkerGuard>, String> {
+    use tracing_subscriber::prelude::*;
+    use tracing_subscriber::{EnvFilter, fmt};
     let filter = EnvFilter::try_from_env("WEIR_LOG")
         .or_else(|_| EnvFilter::try_from_default_env())
         .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,buoyant_kernel=warn,deltalake_core=off"));
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr()) && std::env::var_os("NO_COLOR").is_none();
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi);
-    match format {
-        LogFormat::Json => builder.json().init(),
-        LogFormat::Text => builder.with_target(false).compact().init(),
+    let progress = progress.clone();
+    let stderr = move || progress.writer();
+    let json = matches!(global.log_format, LogFormat::Json);
+    let (file, guard) = match &global.log_dir {
+        Some(dir) => {
+            std::fs::create_dir_all(dir).map_err(|e| format!("--log-dir {}: {e}", dir.display()))?;
+            let appender = tracing_appender::rolling::Builder::new()
+                .rotation(tracing_appender::rolling::Rotation::DAILY)
+                .filename_prefix("weir.log")
+                .build(dir)
+                .map_err(|e| format!("--log-dir {}: {e}", dir.display()))?;
+            let (writer, guard) = tracing_appender::non_blocking(appender);
+            (Some(writer), Some(guard))
+        }
+        None => (None, None),
+    };
+    let registry = tracing_subscriber::registry().with(filter);
+    match json {
+        true => registry
+            .with(fmt::layer().json().with_writer(stderr))
+            .with(file.map(|w| fmt::layer().json().with_writer(w)))
+            .init(),
+        false => registry
+            .with(fmt::layer().with_target(false).compact().with_ansi(ansi).with_writer(stderr))
+            .with(file.map(|w| fmt::layer().with_target(false).with_ansi(false).with_writer(w)))
+            .init(),
     }
+    Ok(guard)
 }
 
 /// The metadata database URL: `--database-url`, `WEIR_DATABASE_URL`, else `DATABASE_URL`.
@@ -197,7 +300,7 @@ fn metadata_url(global: &Global) -> Result<ConnectionUrl, String> {
     ConnectionUrl::parse("metadata", &url).map_err(|e| e.to_string())
 }
 
-async fn run(cli: Cli) -> ExitCode {
+async fn run(cli: Cli, progress: Progress) -> ExitCode {
     let url = match metadata_url(&cli.global) {
         Ok(u) => u,
         Err(e) => return usage_error(&e, &Redactor::new()),
@@ -211,7 +314,8 @@ async fn run(cli: Cli) -> ExitCode {
     let command = cli.command.unwrap_or(Command::Run(cli.run));
     let result = match command {
         Command::Init => init(&meta).await,
-        Command::Run(args) => return run_pipelines(meta, url, args, &redactor).await,
+        Command::Run(args) => return run_pipelines(meta, url, args, progress, &redactor).await,
+        Command::Schedule(args) => return schedule(meta, url, args, progress, &redactor).await,
         Command::Audit(args) => match meta.audit_history(args.pipeline.as_deref(), args.last.max(1)).await {
             Ok(rows) => output::audit(&rows, args.format),
             Err(e) => Err(e.to_string()),
@@ -253,20 +357,120 @@ async fn init(meta: &MetaStore) -> Result<(), String> {
     Ok(())
 }
 
-async fn run_pipelines(meta: MetaStore, url: ConnectionUrl, args: RunArgs, redactor: &Redactor) -> ExitCode {
-    let config = RunConfig {
-        run_date: args.date.unwrap_or_else(RunDate::today_utc),
-        pipelines: args.pipelines,
-        skip_load: args.skip_load,
+/// The engine for runs: with the completion email, if configured, and progress.
+fn run_engine(meta: MetaStore, url: ConnectionUrl, progress: &Progress) -> Result<Engine, String> {
+    let mut engine = engine(meta, url).with_observer(progress.observer());
+    if let Some(notifier) = Notifier::from_env(|k| std::env::var(k).ok()).map_err(|e| e.to_string())? {
+        engine = engine.with_notifier(notifier);
+    }
+    Ok(engine)
+}
+
+/// Ctrl-C or SIGTERM cancels the run: running loads stop before they commit and
+/// are recorded `failed` ("cancelled"). A second one exits at once.
+fn cancel_on_signals() -> CancellationToken {
+    let cancel = CancellationToken::new();
+    let token = cancel.clone();
+    tokio::spawn(async move {
+        #[cfg(unix)]
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+        loop {
+            #[cfg(unix)]
+            let terminate = async {
+                match term.as_mut() {
+                    Some(t) => t.recv().await,
+                    None => std::future::pending().await,
+                }
+            };
+            #[cfg(not(unix))]
+            let terminate = std::future::pending::<Option<()>>();
+            let signal = tokio::select! {
+                _ = tokio::signal::ctrl_c() => "SIGINT",
+                _ = terminate => "SIGTERM",
+            };
+            if token.is_cancelled() {
+                eprintln!("runner: {signal} again: exiting now");
+                std::process::exit(130);
+            }
+            warn!(signal, "stopping: running loads are rolled back; send it again to exit at once");
+            token.cancel();
+        }
+    });
+    cancel
+}
+
+async fn run_pipelines(
+    meta: MetaStore,
+    url: ConnectionUrl,
+    args: RunArgs,
+    progress: Progress,
+    redactor: &Redactor,
+) -> ExitCode {
+    let engine = match run_engine(meta, url, &progress) {
+        Ok(e) => e,
+        Err(e) => return usage_error(&e, redactor),
     };
-    let report = match engine(meta, url).run(&config).await {
+    let config = args.opts.config(args.date.unwrap_or_else(RunDate::today_utc));
+    let report = match engine.run(&config, cancel_on_signals()).await {
         Ok(r) => r,
         Err(e) => return usage_error(e.message(), redactor),
     };
-    if let Err(e) = output::run_summary(&report, args.format) {
+    if let Err(e) = output::run_summary(&report, args.opts.format) {
         return usage_error(&e, redactor);
     }
     if report.all_succeeded() { ExitCode::SUCCESS } else { ExitCode::from(1) }
+}
+
+/// `runner schedule --every 1h`: a run now, then one per interval, for
+/// today's date (UTC) each time. A failing pipeline or an unreachable
+/// database fails that run only. Stops on SIGTERM or Ctrl-C: at once between
+/// runs (exit 0), or by cancelling the running loads (exit 1).
+async fn schedule(
+    meta: MetaStore,
+    url: ConnectionUrl,
+    args: ScheduleArgs,
+    progress: Progress,
+    redactor: &Redactor,
+) -> ExitCode {
+    if args.every.is_zero() {
+        return usage_error("--every must be longer than zero", redactor);
+    }
+    let engine = match run_engine(meta, url, &progress) {
+        Ok(e) => e,
+        Err(e) => return usage_error(&e, redactor),
+    };
+    let cancel = cancel_on_signals();
+    let mut next = tokio::time::Instant::now();
+    info!(every = %humantime::format_duration(args.every), "scheduler started");
+    loop {
+        let config = args.opts.config(RunDate::today_utc());
+        match engine.run(&config, cancel.clone()).await {
+            Ok(report) => {
+                if let Err(e) = output::run_summary(&report, args.opts.format) {
+                    warn!(error = %e, "could not print the run summary");
+                }
+                if report.cancelled {
+                    return ExitCode::from(1);
+                }
+            }
+            Err(e) => {
+                error!(error = %redactor.redact(e.message()), "run not started; trying again at the next interval")
+            }
+        }
+        let now = tokio::time::Instant::now();
+        while next <= now {
+            next += args.every;
+        }
+        let wait = next - now;
+        info!(in_seconds = wait.as_secs(), "next run");
+        tokio::select! {
+            () = tokio::time::sleep_until(next) => {}
+            () = cancel.cancelled() => {
+                info!("scheduler stopped");
+                return ExitCode::SUCCESS;
+            }
+        }
+    }
 }
 
 async fn check(meta: MetaStore, url: ConnectionUrl, pipelines: &[String], redactor: &Redactor) -> ExitCode {

@@ -4,7 +4,7 @@ use clap::ValueEnum;
 use comfy_table::{ContentArrangement, Table, presets::UTF8_FULL_CONDENSED};
 use futures::StreamExt;
 use weir_core::ControllerRow;
-use weir_engine::{MaintainOutcome, QueryResult, RunReport};
+use weir_engine::{MaintainOutcome, QueryResult, RunReport, Status};
 use weir_meta::{AuditRow, CatalogRow};
 
 #[derive(Copy, Clone, Debug, Default, ValueEnum)]
@@ -76,27 +76,31 @@ pub fn run_summary(report: &RunReport, format: Format) -> Out {
         .map(|p| {
             vec![
                 p.name.clone(),
-                p.status.to_owned(),
+                p.status.as_str().to_owned(),
                 p.attempts.to_string(),
                 p.records_read.to_string(),
                 p.records_written.to_string(),
                 opt(&p.watermark),
                 duration(p.duration_ms),
-                match (&p.error, full_errors) {
-                    (Some(e), true) => e.clone(),
-                    (Some(e), false) => short(e, 160),
-                    (None, _) => String::new(),
+                match (&p.error, full_errors, &p.ran_by) {
+                    (Some(e), true, _) => e.clone(),
+                    (Some(e), false, _) => short(e, 160),
+                    (None, _, Some(by)) => format!("loaded by {by}"),
+                    (None, _, None) => String::new(),
                 },
             ]
         })
         .collect();
     if matches!(format, Format::Table) {
-        let ok = report.pipelines.iter().filter(|p| p.succeeded()).count();
+        let skipped = report.count(Status::Skipped);
         println!(
-            "run {} for {}: {ok} succeeded, {} failed",
+            "run {} for {}: {} succeeded, {} failed{}{}",
             report.run_id,
             report.run_date,
-            report.pipelines.len() - ok
+            report.count(Status::Success),
+            report.count(Status::Failed),
+            if skipped > 0 { format!(", {skipped} skipped") } else { String::new() },
+            if report.cancelled { " (cancelled)" } else { "" },
         );
     }
     emit(format, &header, rows, || json_out(report))

@@ -12,6 +12,7 @@
 //! - [`people`]: the civil registry indices (`person_sabt` and two more) for Elasticsearch.
 //! - [`mysql`]: a fresh MariaDB/MySQL database per test (`WEIR_TEST_MYSQL_URL`).
 //! - [`proxy`]: a TCP proxy that cuts connections, for servers that drop mid-read.
+//! - [`smtp`]: a real SMTP server (aiosmtpd) per test, its messages read back.
 
 pub mod chat;
 pub mod data;
@@ -22,3 +23,4 @@ pub mod people;
 pub mod pg;
 pub mod proxy;
 pub mod s3;
+pub mod smtp;

@@ -22,6 +22,8 @@ struct Faults {
     cuts_left: AtomicU32,
     /// Connections cut so far.
     cuts: AtomicU32,
+    /// Bytes per second from the server to each client (0: as fast as it goes).
+    rate: AtomicU64,
 }
 
 impl TcpProxy {
@@ -51,6 +53,11 @@ impl TcpProxy {
     pub fn cut_after(&self, bytes: u64, times: u32) {
         self.faults.cut_after.store(bytes, Ordering::SeqCst);
         self.faults.cuts_left.store(times, Ordering::SeqCst);
+    }
+
+    /// Slow every connection's server-to-client bytes to `bytes_per_sec` (0: no limit).
+    pub fn throttle(&self, bytes_per_sec: u64) {
+        self.faults.rate.store(bytes_per_sec, Ordering::SeqCst);
     }
 
     /// Connections cut so far.
@@ -86,6 +93,10 @@ async fn pipe(client: TcpStream, server: TcpStream, faults: &Faults) -> std::io:
             break;
         }
         client_write.write_all(&buf[..n]).await?;
+        let rate = faults.rate.load(Ordering::SeqCst);
+        if rate > 0 {
+            tokio::time::sleep(std::time::Duration::from_secs_f64(n as f64 / rate as f64)).await;
+        }
     }
     upstream.abort();
     Ok(())

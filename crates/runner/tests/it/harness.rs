@@ -66,19 +66,31 @@ impl Harness {
         self.dir.path().join("lake")
     }
 
-    pub async fn runner(&self, args: &[&str]) -> Run {
-        let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_runner"))
+    fn command(&self, args: &[&str]) -> tokio::process::Command {
+        let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_runner"));
+        command
             .args(args)
             .current_dir(self.dir.path())
             .env("WEIR_DATABASE_URL", &self.db_url)
             .env_remove("DATABASE_URL")
             .env_remove("WEIR_LAKE_URI")
             .env("NO_COLOR", "1")
-            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-            .output()
-            .await
-            .expect("run the runner binary");
-        Run::from(out)
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+        command
+    }
+
+    pub async fn runner(&self, args: &[&str]) -> Run {
+        Run::from(self.command(args).output().await.expect("run the runner binary"))
+    }
+
+    /// Start `runner` without waiting for it; [`finish`] collects what it printed.
+    pub fn spawn(&self, args: &[&str]) -> tokio::process::Child {
+        self.command(args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("start the runner binary")
     }
 
     pub async fn run_date(&self, date: &str) -> Run {
@@ -123,6 +135,44 @@ impl Harness {
             .expect("to_regclass")
     }
 
+    /// Every audit row of a pipeline, oldest first.
+    pub async fn audits(&self, pipeline: &str) -> Vec<Audit> {
+        sqlx::query(
+            "SELECT status, records_read, records_processed, error_message, attempt, watermark_after
+             FROM audit WHERE pipeline_name = $1 ORDER BY audit_id",
+        )
+        .bind(pipeline)
+        .fetch_all(&self.pool)
+        .await
+        .unwrap_or_else(|e| panic!("audit rows of {pipeline}: {e}"))
+        .iter()
+        .map(|r| Audit {
+            status: r.get("status"),
+            records_read: r.get("records_read"),
+            records_processed: r.get("records_processed"),
+            error: r.get::<Option<String>, _>("error_message").unwrap_or_default(),
+            attempt: r.get("attempt"),
+            watermark_after: r.get("watermark_after"),
+        })
+        .collect()
+    }
+
+    /// Wait until `sql` returns true (up to `secs` seconds).
+    pub async fn wait_until(&self, sql: &str, secs: u64) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+        loop {
+            let ok: bool = sqlx::query_scalar(sqlx::AssertSqlSafe(sql.to_owned()))
+                .fetch_one(&self.pool)
+                .await
+                .unwrap_or_else(|e| panic!("{sql}: {e}"));
+            if ok {
+                return;
+            }
+            assert!(std::time::Instant::now() < deadline, "not within {secs} s: {sql}");
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+    }
+
     /// The newest audit row of a pipeline: (status, records_read, records_processed, error_message).
     pub async fn last_audit(&self, pipeline: &str) -> Audit {
         let r = sqlx::query(
@@ -142,6 +192,18 @@ impl Harness {
             watermark_after: r.get("watermark_after"),
         }
     }
+}
+
+/// Wait for a runner started with [`Harness::spawn`].
+pub async fn finish(child: tokio::process::Child) -> Run {
+    Run::from(child.wait_with_output().await.expect("wait for the runner"))
+}
+
+/// Send `signal` (`-INT`, `-TERM`, `-KILL`) to a running process.
+pub fn signal(child: &tokio::process::Child, signal: &str) {
+    let pid = child.id().expect("the runner is running").to_string();
+    let status = std::process::Command::new("kill").args([signal, &pid]).status().expect("kill");
+    assert!(status.success(), "kill {signal} {pid}");
 }
 
 #[derive(Debug)]

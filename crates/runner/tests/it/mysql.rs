@@ -13,7 +13,7 @@ use weir_testkit::proxy::TcpProxy;
 use crate::harness::{D1, D2, Harness};
 
 /// A fresh MariaDB database as connection `oltp`, with `sql` run in it.
-async fn oltp(h: &mut Harness, label: &str, sql: &str) -> String {
+pub(crate) async fn oltp(h: &mut Harness, label: &str, sql: &str) -> String {
     let url = mysql::fresh_database(label).await.expect("create MariaDB test database");
     if !sql.trim().is_empty() {
         mysql::exec(&url, sql).await.expect("set up the MariaDB tables");
@@ -27,7 +27,7 @@ fn db_name(url: &str) -> String {
 }
 
 /// A mysql pipeline reading `table` from `oltp` into `bronze.<dest>`, with `extra` columns.
-async fn pipeline(h: &Harness, name: &str, table: &str, extra: &[(&str, &str)]) {
+pub(crate) async fn pipeline(h: &Harness, name: &str, table: &str, extra: &[(&str, &str)]) {
     let (table, dest) = (format!("'{table}'"), format!("'{name}'"));
     let mut cols = vec![
         ("source_type", "'mysql'"),
@@ -366,7 +366,7 @@ async fn date_column_limits_a_run_to_its_day() {
 }
 
 /// `rows` rows of `big(id, grp, label, updated_at)`, inserted 1000 at a time.
-async fn fill_big(url: &str, rows: i64) {
+pub(crate) async fn fill_big(url: &str, rows: i64) {
     mysql::exec(
         url,
         "CREATE TABLE big (id BIGINT UNSIGNED PRIMARY KEY, grp INT, label VARCHAR(40), updated_at DATETIME(6),

@@ -1,0 +1,447 @@
+//! One pipeline of a run: validate it, claim it, run its attempts, release it.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use tokio_util::sync::CancellationToken;
+use tracing::{Instrument, info, info_span, warn};
+use weir_core::options;
+use weir_core::traits::{LoadRequest, ReadRequest, SinkContext, SourceContext, WatermarkFilter};
+use weir_core::{
+    BatchStream, ControllerRow, DefaultConnection, Error, LoadOutcome, LoadType, PipelineDef, PipelineReport, Redactor,
+    Result, Sink, Source, SourceStream, Status,
+};
+use weir_meta::{AttemptEnd, AttemptStart, Claim};
+
+use crate::run::{Engine, RunCtx, RunEvent};
+
+/// Batches decoded ahead of the sink, so reading and writing overlap.
+const PREFETCH_BATCHES: usize = 4;
+
+/// `options` keys the engine itself owns.
+#[derive(Debug, Clone, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct RunOptions {
+    /// Extra attempts after a transient failure (default: `--retries`, else 2).
+    retries: Option<u32>,
+    /// Wait before the first retry; doubles each time (default 1000).
+    retry_backoff_ms: Option<u64>,
+}
+
+impl RunOptions {
+    pub(crate) const KEYS: &'static [&'static str] = &["retries", "retry_backoff_ms"];
+    const DEFAULT_RETRIES: u32 = 2;
+    const DEFAULT_BACKOFF_MS: u64 = 1000;
+}
+
+/// A pipeline ready to run: validated, connected to its connectors.
+pub(crate) struct Prepared {
+    pub def: PipelineDef,
+    pub source: Box<dyn Source>,
+    pub sink: Box<dyn Sink>,
+    options: RunOptions,
+}
+
+/// How a pipeline's turn in the run ended.
+pub(crate) enum Outcome {
+    Finished(PipelineReport),
+    /// Another live runner holds the pipeline: try again later.
+    Held {
+        by: String,
+    },
+}
+
+impl Engine {
+    /// One pipeline, start to end. Never fails: the report says what happened.
+    pub(crate) async fn run_one(&self, row: &ControllerRow, unknown_deps: &[String], ctx: &RunCtx) -> Outcome {
+        let started = Instant::now();
+        let config = &ctx.config;
+        let mut report = PipelineReport::new(&row.name);
+        let start = AttemptStart {
+            pipeline_id: row.id,
+            pipeline_name: &row.name,
+            run_id: ctx.run_id,
+            run_date: config.run_date.date(),
+            attempt: 1,
+            skip_load: config.skip_load,
+        };
+        let finish = |mut report: PipelineReport| {
+            report.duration_ms = started.elapsed().as_millis() as u64;
+            Outcome::Finished(report)
+        };
+
+        let prepared = match unknown_deps {
+            [] => self.prepare(row),
+            names => Err((
+                Error::user(format!(
+                    "depends_on names {}, which is not a pipeline in the controller table; fix depends_on or add \
+                     the pipeline",
+                    names.iter().map(|n| format!("`{n}`")).collect::<Vec<_>>().join(", ")
+                )),
+                self.redactor().clone(),
+            )),
+        };
+        let (prepared, redactor) = match prepared {
+            Ok(p) => p,
+            Err((e, redactor)) => {
+                let message = redactor.redact(&format!("pipeline `{}`: {e}", row.name));
+                warn!(error = %message, "pipeline not started");
+                self.record_not_started(&start, &failed_end(&e, message.clone()), &redactor).await;
+                report.error = Some(message);
+                return finish(report);
+            }
+        };
+
+        // One runner at a time: claim the pipeline's lease (a read-only run needs none).
+        let token = ctx.cancel.child_token();
+        if !config.skip_load {
+            match self.meta().claim(row.id, &row.name, ctx.run_id, config.run_date.date(), config.lease).await {
+                Ok(Claim::Claimed { took_over }) => {
+                    for a in took_over {
+                        warn!(
+                            dead_run = %a.run_id,
+                            host = a.host.as_deref().unwrap_or("?"),
+                            last_heartbeat = %a.heartbeat_at,
+                            "took over from a runner that stopped heartbeating; its attempt is now abandoned"
+                        );
+                    }
+                }
+                Ok(Claim::Held { run_id, host }) => {
+                    let by = match run_id {
+                        Some(id) => format!("run {id} on {}", host.as_deref().unwrap_or("an unknown host")),
+                        None => "another runner".to_owned(),
+                    };
+                    return Outcome::Held { by };
+                }
+                Ok(Claim::Done(done)) => {
+                    let by = format!("run {} on {}", done.run_id, done.host.as_deref().unwrap_or("an unknown host"));
+                    info!(by = %by, "another runner loaded this pipeline for this date during this run; not loading it again");
+                    report.status = Status::Success;
+                    report.attempts = done.attempt.max(0) as u32;
+                    report.records_read = done.records_read.unwrap_or(0).max(0) as u64;
+                    report.records_written = done.records_processed.unwrap_or(0).max(0) as u64;
+                    report.watermark = done.watermark_after;
+                    report.ran_by = Some(by);
+                    let mut out = finish(report);
+                    if let (Outcome::Finished(r), Some(ms)) = (&mut out, done.duration_ms) {
+                        r.duration_ms = ms.max(0) as u64;
+                    }
+                    return out;
+                }
+                Err(e) => {
+                    let message = redactor.redact(&format!("pipeline `{}`: {e}", row.name));
+                    warn!(error = %message, "pipeline not started");
+                    report.error = Some(message);
+                    return finish(report);
+                }
+            }
+            ctx.hold(row.id, token.clone());
+        }
+
+        let report = self.attempts(&prepared, &start, &redactor, ctx, &token, report).await;
+        if !config.skip_load {
+            ctx.unhold(row.id);
+            if let Err(e) = self.meta().release(row.id, ctx.run_id).await {
+                warn!(error = %redactor.redact(e.message()), "could not release the pipeline's lease; it expires by itself");
+            }
+        }
+        finish(report)
+    }
+
+    /// Attempts until one succeeds, one fails for good, or retries run out.
+    async fn attempts(
+        &self,
+        prepared: &Prepared,
+        start: &AttemptStart<'_>,
+        redactor: &Redactor,
+        ctx: &RunCtx,
+        token: &CancellationToken,
+        mut report: PipelineReport,
+    ) -> PipelineReport {
+        let name = &prepared.def.name;
+        // One number for every attempt of this run: a sink that commits it can
+        // tell a retry of a load that already landed from a new load.
+        let load_seq = match self.meta().next_load_seq().await {
+            Ok(seq) => seq,
+            Err(e) => {
+                report.error = Some(redactor.redact(&format!("pipeline `{name}`: {e}")));
+                return report;
+            }
+        };
+        let retries = prepared.options.retries.or(ctx.config.retries).unwrap_or(RunOptions::DEFAULT_RETRIES);
+        let backoff = prepared.options.retry_backoff_ms.unwrap_or(RunOptions::DEFAULT_BACKOFF_MS);
+        let max_attempts = retries + 1;
+        for attempt in 1..=max_attempts {
+            report.attempts = attempt;
+            let start = AttemptStart { attempt: attempt as i32, ..start.clone() };
+            let audit_id = match self.meta().start_attempt(&start).await {
+                Ok(id) => id,
+                Err(e) => {
+                    report.error = Some(redactor.redact(&format!("pipeline `{name}`: {e}")));
+                    break;
+                }
+            };
+            self.emit(RunEvent::Started { pipeline: name, attempt });
+            match self.attempt(prepared, ctx, load_seq, token).await {
+                Ok(Attempted { outcome, watermark_before, details }) => {
+                    let end = AttemptEnd {
+                        status: Status::Success,
+                        records_read: Some(outcome.rows_read as i64),
+                        records_processed: Some(outcome.rows_written as i64),
+                        bytes_read: Some(outcome.bytes_read as i64),
+                        watermark_before,
+                        watermark_after: outcome.watermark.clone(),
+                        details,
+                        error_message: None,
+                        error_domain: None,
+                    };
+                    if let Err(e) = self.meta().finish_attempt(audit_id, &end).await {
+                        warn!(error = %redactor.redact(e.message()), "could not finish the audit row");
+                    }
+                    info!(
+                        rows_read = outcome.rows_read,
+                        rows_written = outcome.rows_written,
+                        watermark = outcome.watermark.as_deref(),
+                        "pipeline succeeded"
+                    );
+                    report.status = Status::Success;
+                    report.records_read = outcome.rows_read;
+                    report.records_written = outcome.rows_written;
+                    report.watermark = outcome.watermark;
+                    report.error = None;
+                    break;
+                }
+                Err(e) => {
+                    let message = redactor.redact(&format!("pipeline `{name}`: {e}"));
+                    if let Err(audit) = self.meta().finish_attempt(audit_id, &failed_end(&e, message.clone())).await {
+                        warn!(error = %redactor.redact(audit.message()), "could not finish the audit row");
+                    }
+                    report.error = Some(message.clone());
+                    if e.is_retryable() && attempt < max_attempts {
+                        let wait = Duration::from_millis(backoff).saturating_mul(2u32.saturating_pow(attempt - 1));
+                        warn!(attempt, wait_ms = wait.as_millis() as u64, error = %message, "attempt failed; retrying");
+                        tokio::select! {
+                            () = tokio::time::sleep(wait) => continue,
+                            () = token.cancelled() => {
+                                report.error = Some(format!("pipeline `{name}`: {}", ctx.stop_reason(prepared.def.id)));
+                                break;
+                            }
+                        }
+                    }
+                    warn!(attempt, domain = %e.domain(), error = %message, "pipeline failed");
+                    break;
+                }
+            }
+        }
+        report
+    }
+
+    /// Validate a controller row and build its connectors. On error, the
+    /// redactor knows whatever secrets were resolved before the failure.
+    pub(crate) fn prepare(&self, row: &ControllerRow) -> std::result::Result<(Prepared, Redactor), (Error, Redactor)> {
+        let mut redactor = self.redactor().clone();
+        let built = (|| {
+            let def = PipelineDef::parse(row)?;
+            let source_reg = self.registry().source(&def.source_type)?;
+            let sink_reg = self.registry().sink(&def.destination_type)?;
+            options::check_known(&def.options, &[RunOptions::KEYS, source_reg.option_keys, sink_reg.option_keys])?;
+            let run_options: RunOptions = options::parse(&def.options, RunOptions::KEYS)?;
+
+            let source_conn = match &def.source_connection {
+                Some(name) => Some(self.resolve(name, &mut redactor).map_err(|e| e.context("source_connection"))?),
+                None if source_reg.needs_connection => {
+                    return Err(Error::user(format!(
+                        "source_connection is empty; a {} source needs one",
+                        source_reg.name
+                    )));
+                }
+                None => None,
+            };
+            let sink_conn = match (&def.destination_connection, sink_reg.default_connection) {
+                (Some(name), _) => {
+                    Some(self.resolve(name, &mut redactor).map_err(|e| e.context("destination_connection"))?)
+                }
+                (None, DefaultConnection::MetadataDb) => Some(self.metadata_url().clone()),
+                (None, DefaultConnection::Lake) => Some(self.default_lake(&mut redactor)?),
+                (None, DefaultConnection::None) => None,
+            };
+            let source =
+                (source_reg.build)(SourceContext { pipeline: &def, connection: source_conn, options: &def.options })?;
+            let sink = (sink_reg.build)(SinkContext { pipeline: &def, connection: sink_conn, options: &def.options })?;
+            Ok(Prepared { def, source, sink, options: run_options })
+        })();
+        match built {
+            Ok(p) => Ok((p, redactor)),
+            Err(e) => Err((e, redactor)),
+        }
+    }
+
+    /// One attempt: read the watermark, stream the source into the sink. A
+    /// cancelled token stops it before the sink commits; once the sink has
+    /// committed, the attempt finishes its bookkeeping whatever happens.
+    async fn attempt(&self, p: &Prepared, ctx: &RunCtx, load_seq: i64, token: &CancellationToken) -> Result<Attempted> {
+        let def = &p.def;
+        let config = &ctx.config;
+        let stored = self.meta().watermark(def.id).await?;
+        // What the destination committed wins: it is what the data holds, even if
+        // the run that committed it died before updating the metadata store.
+        let committed = match config.skip_load {
+            false => p.sink.committed_watermark(&def.name).await?,
+            true => None,
+        };
+        let watermark_before = if def.load_type == LoadType::Incremental { committed.or(stored) } else { None };
+        let date_sliced = def.is_date_sliced() || p.source.reads_by_date();
+        let filter = match (&watermark_before, &def.watermark_column, date_sliced) {
+            (Some(value), Some(_), false) => {
+                Some(WatermarkFilter { value: value.clone(), inclusive: !def.primary_key.is_empty() })
+            }
+            _ => None,
+        };
+        let request = ReadRequest {
+            run_date: config.run_date,
+            watermark_column: def.watermark_column.clone(),
+            filter,
+            watermark_before: watermark_before.clone(),
+        };
+        let stop = || Error::user(ctx.stop_reason(def.id));
+        let stream = tokio::select! {
+            stream = p.source.open(&request).instrument(info_span!("extract")) => stream?,
+            () = token.cancelled() => return Err(stop()),
+        };
+        for warning in &stream.warnings {
+            warn!(warning = %warning, "source");
+        }
+        // The last position's counts are the run's totals.
+        let counts = Arc::new(std::sync::Mutex::new(BTreeMap::new()));
+        let last_counts = counts.clone();
+        let rows = AtomicU64::new(0);
+        let observer = self.observer();
+        let name = def.name.clone();
+        let batches = stream.batches.inspect(move |item| {
+            if let Ok(b) = item {
+                if let Ok(mut counts) = last_counts.lock() {
+                    counts.clone_from(&b.position.counts);
+                }
+                let total = rows.fetch_add(b.batch.num_rows() as u64, Ordering::Relaxed) + b.batch.num_rows() as u64;
+                if let Some(observer) = &observer {
+                    observer(RunEvent::Rows { pipeline: &name, rows_read: total });
+                }
+            }
+        });
+        let stream_warnings = stream.warnings.clone();
+        let stream = SourceStream { batches: prefetch(batches.boxed(), PREFETCH_BATCHES), ..stream };
+
+        let outcome = match config.skip_load {
+            false => {
+                let load = LoadRequest {
+                    pipeline: def.name.clone(),
+                    run_id: ctx.run_id,
+                    run_date: config.run_date,
+                    load_type: def.load_type,
+                    primary_key: def.primary_key.clone(),
+                    watermark_column: def.watermark_column.clone(),
+                    replace_date: (def.load_type == LoadType::Incremental && date_sliced && def.primary_key.is_empty())
+                        .then_some(config.run_date),
+                    watermark_before: watermark_before.clone(),
+                    load_seq,
+                };
+                let outcome = tokio::select! {
+                    outcome = p.sink.load(&load, stream).instrument(info_span!("load")) => outcome?,
+                    () = token.cancelled() => return Err(stop()),
+                };
+                if let Some(table) = &outcome.table {
+                    self.meta().register_table(table, &def.name).await?;
+                }
+                if def.watermark_column.is_some() {
+                    self.meta()
+                        .save_watermark(
+                            def.id,
+                            &def.name,
+                            outcome.watermark.as_deref(),
+                            ctx.run_id,
+                            config.run_date.date(),
+                        )
+                        .await?;
+                }
+                outcome
+            }
+            true => tokio::select! {
+                outcome = count_only(stream.batches) => outcome?,
+                () = token.cancelled() => return Err(stop()),
+            },
+        };
+        let counts = counts.lock().map(|c| c.clone()).unwrap_or_default();
+        Ok(Attempted { outcome, watermark_before, details: details(&counts, &stream_warnings) })
+    }
+
+    /// Write a pipeline that did not start (bad configuration, failed dependency) as one audit row.
+    pub(crate) async fn record_not_started(&self, start: &AttemptStart<'_>, end: &AttemptEnd, redactor: &Redactor) {
+        if let Err(e) = self.meta().record_not_started(start, end).await {
+            warn!(error = %redactor.redact(e.message()), "could not write the audit row");
+        }
+    }
+}
+
+/// What a successful attempt committed.
+struct Attempted {
+    outcome: LoadOutcome,
+    /// The watermark the attempt started from.
+    watermark_before: Option<String>,
+    /// For `audit.details`: what the source counted and warned about.
+    details: Option<serde_json::Value>,
+}
+
+/// `audit.details` for a load: the source's counts and warnings, if any.
+fn details(counts: &BTreeMap<&'static str, u64>, warnings: &[String]) -> Option<serde_json::Value> {
+    let mut details: serde_json::Map<String, serde_json::Value> =
+        counts.iter().filter(|(_, n)| **n > 0).map(|(k, n)| ((*k).to_owned(), (*n).into())).collect();
+    if !warnings.is_empty() {
+        details.insert("warnings".to_owned(), warnings.into());
+    }
+    (!details.is_empty()).then_some(serde_json::Value::Object(details))
+}
+
+pub(crate) fn failed_end(e: &Error, message: String) -> AttemptEnd {
+    AttemptEnd {
+        status: Status::Failed,
+        records_read: None,
+        records_processed: None,
+        bytes_read: None,
+        watermark_before: None,
+        watermark_after: None,
+        details: None,
+        error_message: Some(message),
+        error_domain: Some(e.domain().to_string()),
+    }
+}
+
+/// `--skip-load`: read everything, count, write nothing, commit no watermark.
+async fn count_only(mut batches: BatchStream) -> Result<LoadOutcome> {
+    let mut outcome = LoadOutcome::default();
+    while let Some(item) = batches.next().await {
+        let item = item?;
+        outcome.rows_read += item.batch.num_rows() as u64;
+        outcome.bytes_read = item.position.bytes_read;
+        outcome.watermark = item.position.watermark;
+    }
+    Ok(outcome)
+}
+
+/// Drive `stream` on its own task, `depth` batches ahead of the consumer, so
+/// decoding the source and writing the sink use both cores. Dropping the
+/// returned stream stops the task.
+fn prefetch(mut stream: BatchStream, depth: usize) -> BatchStream {
+    let (tx, rx) = tokio::sync::mpsc::channel(depth);
+    tokio::spawn(async move {
+        while let Some(item) = stream.next().await {
+            let stop = item.is_err();
+            if tx.send(item).await.is_err() || stop {
+                break;
+            }
+        }
+    });
+    futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|item| (item, rx)) }).boxed()
+}
