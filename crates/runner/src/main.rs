@@ -248,7 +248,6 @@ fn show_progress(cli: &Cli) -> bool {
     !opts.no_progress
         && matches!(cli.global.log_format, LogFormat::Text)
         && std::io::IsTerminal::is_terminal(&std::io::stderr())
-        && std::env::var_os("NO_COLOR").is_none()
 }
 
 /// Log lines to stderr (above the progress bars), and to a daily file with `--log-dir`.
@@ -260,8 +259,9 @@ fn init_logging(
     use tracing_subscriber::{EnvFilter, fmt};
     let filter = EnvFilter::try_from_env("WEIR_LOG")
         .or_else(|_| EnvFilter::try_from_default_env())
-        .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,buoyant_kernel=warn,deltalake_core=off"));
-    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr()) && std::env::var_os("NO_COLOR").is_none();
+        .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,sqlx::query=error,buoyant_kernel=warn,deltalake_core=off"));
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr())
+        && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
     let progress = progress.clone();
     let stderr = move || progress.writer();
     let json = matches!(global.log_format, LogFormat::Json);

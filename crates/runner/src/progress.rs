@@ -6,7 +6,7 @@ use std::io::Write;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+use indicatif::{HumanCount, MultiProgress, ProgressBar, ProgressDrawTarget, ProgressState, ProgressStyle};
 use weir_engine::{Observer, RunEvent};
 
 /// The bars of the pipelines running now. Hidden when stderr is no terminal.
@@ -20,9 +20,13 @@ pub struct Progress {
 impl Progress {
     pub fn new(visible: bool) -> Self {
         let target = if visible { ProgressDrawTarget::stderr_with_hz(4) } else { ProgressDrawTarget::hidden() };
-        let style =
-            ProgressStyle::with_template("{spinner} {prefix:<24} {human_pos:>12} rows  {per_sec:>14}  {elapsed}")
-                .unwrap_or_else(|_| ProgressStyle::default_spinner());
+        let style = ProgressStyle::with_template("{spinner} {prefix:<24} {human_pos:>12} rows  {rate:>14}  {elapsed}")
+            .map(|s| {
+                s.with_key("rate", |state: &ProgressState, w: &mut dyn std::fmt::Write| {
+                    let _ = write!(w, "{} rows/s", HumanCount(state.per_sec() as u64));
+                })
+            })
+            .unwrap_or_else(|_| ProgressStyle::default_spinner());
         Self { multi: MultiProgress::with_draw_target(target), bars: Arc::default(), style }
     }
 

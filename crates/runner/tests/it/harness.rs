@@ -67,7 +67,12 @@ impl Harness {
     }
 
     fn command(&self, args: &[&str]) -> tokio::process::Command {
-        let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_runner"));
+        self.command_named(env!("CARGO_BIN_EXE_runner"), args)
+    }
+
+    /// `program` in this test's folder and environment.
+    pub fn command_named(&self, program: &str, args: &[&str]) -> tokio::process::Command {
+        let mut command = tokio::process::Command::new(program);
         command
             .args(args)
             .current_dir(self.dir.path())

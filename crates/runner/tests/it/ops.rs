@@ -413,3 +413,22 @@ async fn logs_as_json_to_a_daily_file_and_exit_codes_are_documented() {
     assert_eq!(run.code, 2, "{}", run.all());
     assert!(run.stderr.contains("WEIR_NOTIFY_FROM"), "{}", run.stderr);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_terminal_shows_progress_bars_with_rows_per_second_and_a_pipe_plain_lines() {
+    let mut h = Harness::new("ops_progress").await;
+    let proxy = slow_source(&mut h, "progress", 12_000).await;
+    proxy.throttle(250_000);
+    let options = r#"'{"parallelism": 1, "batch_size": 500}'"#;
+    mysql_pipeline(&h, "slow", "big", &[("load_type", "'full'"), ("options", options)]).await;
+    // `script` runs the runner on a pseudo-terminal, as a person at a shell would.
+    let command = format!("{} --date {D1}", env!("CARGO_BIN_EXE_runner"));
+    let on_tty = h.command_named("script", &["-qec", &command, "/dev/null"]).output().await.expect("script");
+    let screen = String::from_utf8_lossy(&on_tty.stdout).into_owned();
+    assert!(on_tty.status.success(), "{screen}");
+    assert!(screen.contains("slow") && screen.contains("rows/s"), "{screen}");
+    assert!(screen.contains(" rows "), "{screen}");
+
+    let piped = h.run_ok(D1).await;
+    assert!(!piped.stderr.contains("rows/s") && !piped.stderr.contains('\u{1b}'), "{}", piped.stderr);
+}
