@@ -1,13 +1,16 @@
+use std::collections::HashMap;
 use std::str::FromStr;
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock, Mutex};
+use std::time::Duration;
 
 use arrow::array::{ArrayRef, Date32Array};
 use arrow::datatypes::SchemaRef;
 use bytes::BytesMut;
 use futures::StreamExt;
-use sqlx::postgres::PgConnectOptions;
+use sqlx::pool::PoolConnection;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 // Dynamic SQL here is built only from validated, quoted identifiers; values are bound.
-use sqlx::{AssertSqlSafe, Connection, PgConnection};
+use sqlx::{AssertSqlSafe, Connection, PgConnection, PgPool, Postgres};
 use weir_core::{
     ConnectionUrl, Error, Ident, LoadOutcome, LoadRequest, LoadType, PipelineDef, Result, Sink, SourceStream,
     quote_ident,
@@ -43,22 +46,44 @@ impl PostgresSink {
         Self { connection, schema: pipeline.schema_name.clone(), table: pipeline.destination_table.clone(), options }
     }
 
-    async fn connect(&self) -> Result<PgConnection> {
-        let options = PgConnectOptions::from_str(self.connection.expose())
-            .map_err(|e| Error::user(format!("destination connection {} is not valid: {e}", self.connection)))?
-            .application_name("weir");
-        PgConnection::connect_with(&options)
-            .await
-            .map_err(|e| db_error(e, &format!("connecting to {}", self.connection)))
+    /// A connection from the process's pool for this destination.
+    async fn connect(&self) -> Result<PoolConnection<Postgres>> {
+        let pool = {
+            let mut pools = POOLS.lock().map_err(|_| Error::internal("the PostgreSQL pool map is poisoned"))?;
+            match pools.get(self.connection.expose()) {
+                Some(pool) => pool.clone(),
+                None => {
+                    let options = PgConnectOptions::from_str(self.connection.expose())
+                        .map_err(|e| {
+                            Error::user(format!("destination connection {} is not valid: {e}", self.connection))
+                        })?
+                        .application_name("weir");
+                    let pool = PgPoolOptions::new()
+                        .max_connections(16)
+                        .acquire_timeout(Duration::from_secs(30))
+                        .idle_timeout(Duration::from_secs(60))
+                        .connect_lazy_with(options);
+                    pools.insert(self.connection.expose().to_owned(), pool.clone());
+                    pool
+                }
+            }
+        };
+        pool.acquire().await.map_err(|e| db_error(e, &format!("connecting to {}", self.connection)))
     }
 }
+
+/// Connections to each destination, shared by the pipelines of a process: a run
+/// of many small pipelines would otherwise spend most of its time in TCP and
+/// TLS handshakes (two per pipeline). A load's connection returns to the pool
+/// after its transaction, so nothing of one load's session reaches the next.
+static POOLS: LazyLock<Mutex<HashMap<String, PgPool>>> = LazyLock::new(Mutex::default);
 
 #[async_trait::async_trait]
 impl Sink for PostgresSink {
     async fn check(&self) -> Result<()> {
         let mut conn = self.connect().await?;
         let can_create: bool = sqlx::query_scalar("SELECT has_database_privilege(current_database(), 'CREATE')")
-            .fetch_one(&mut conn)
+            .fetch_one(&mut *conn)
             .await
             .map_err(|e| db_error(e, "checking privileges"))?;
         if !can_create {
@@ -73,7 +98,7 @@ impl Sink for PostgresSink {
     async fn committed_watermark(&self, pipeline: &str) -> Result<Option<String>> {
         let mut conn = self.connect().await?;
         let exists: bool = sqlx::query_scalar("SELECT to_regclass('_weir.commits') IS NOT NULL")
-            .fetch_one(&mut conn)
+            .fetch_one(&mut *conn)
             .await
             .map_err(|e| db_error(e, "reading _weir.commits"))?;
         if !exists {
@@ -82,7 +107,7 @@ impl Sink for PostgresSink {
         let value: Option<Option<String>> =
             sqlx::query_scalar("SELECT watermark FROM _weir.commits WHERE pipeline = $1")
                 .bind(pipeline)
-                .fetch_optional(&mut conn)
+                .fetch_optional(&mut *conn)
                 .await
                 .map_err(|e| db_error(e, "reading _weir.commits"))?;
         Ok(value.flatten())
@@ -321,24 +346,6 @@ async fn record_commit(
     watermark: Option<&str>,
     rows: u64,
 ) -> Result<()> {
-    sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended('weir:_weir.commits', 0))")
-        .execute(&mut *conn)
-        .await
-        .map_err(|e| db_error(e, "locking _weir.commits"))?;
-    exec(
-        conn,
-        "CREATE SCHEMA IF NOT EXISTS _weir;
-         CREATE TABLE IF NOT EXISTS _weir.commits (
-             pipeline     text PRIMARY KEY,
-             watermark    text,
-             run_id       uuid NOT NULL,
-             run_date     date NOT NULL,
-             rows_written bigint NOT NULL,
-             committed_at timestamptz NOT NULL DEFAULT now()
-         )",
-        "creating _weir.commits",
-    )
-    .await?;
     sqlx::query(
         "INSERT INTO _weir.commits (pipeline, watermark, run_id, run_date, rows_written)
          VALUES ($1, $2, $3, $4, $5)
@@ -356,15 +363,40 @@ async fn record_commit(
     Ok(())
 }
 
-/// Create the destination schema, outside the load's transaction: pipelines
-/// loading into one new schema at once would otherwise collide on its
-/// creation (`CREATE SCHEMA IF NOT EXISTS` is not safe against a concurrent one).
+/// Create the destination schema and `_weir.commits`, outside the load's
+/// transaction: `CREATE … IF NOT EXISTS` is not safe against a concurrent
+/// creation (both may insert the catalog row; one fails), and pipelines loading
+/// at once into one new schema would collide. A concurrent creation counts as done.
 async fn ensure_schema(conn: &mut PgConnection, schema: &Ident) -> Result<()> {
-    let sql = format!("CREATE SCHEMA IF NOT EXISTS {}", schema.quoted());
-    match sqlx::raw_sql(AssertSqlSafe(sql)).execute(&mut *conn).await {
+    create_if_missing(conn, &format!("CREATE SCHEMA IF NOT EXISTS {}", schema.quoted()), "creating the schema").await?;
+    let exists: bool = sqlx::query_scalar("SELECT to_regclass('_weir.commits') IS NOT NULL")
+        .fetch_one(&mut *conn)
+        .await
+        .map_err(|e| db_error(e, "reading _weir.commits"))?;
+    if !exists {
+        create_if_missing(conn, "CREATE SCHEMA IF NOT EXISTS _weir", "creating schema _weir").await?;
+        create_if_missing(
+            conn,
+            "CREATE TABLE IF NOT EXISTS _weir.commits (
+                 pipeline     text PRIMARY KEY,
+                 watermark    text,
+                 run_id       uuid NOT NULL,
+                 run_date     date NOT NULL,
+                 rows_written bigint NOT NULL,
+                 committed_at timestamptz NOT NULL DEFAULT now()
+             )",
+            "creating _weir.commits",
+        )
+        .await?;
+    }
+    Ok(())
+}
+
+async fn create_if_missing(conn: &mut PgConnection, sql: &str, doing: &str) -> Result<()> {
+    match sqlx::raw_sql(AssertSqlSafe(sql.to_owned())).execute(&mut *conn).await {
         Ok(_) => Ok(()),
-        Err(sqlx::Error::Database(db)) if matches!(db.code().as_deref(), Some("23505" | "42P06")) => Ok(()),
-        Err(e) => Err(db_error(e, "creating the schema")),
+        Err(sqlx::Error::Database(db)) if matches!(db.code().as_deref(), Some("23505" | "42P06" | "42P07")) => Ok(()),
+        Err(e) => Err(db_error(e, doing)),
     }
 }
 
