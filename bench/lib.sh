@@ -2,10 +2,19 @@
 
 command -v /usr/bin/time >/dev/null || { apt-get update -qq && apt-get install -y -qq time; }
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/weir/target}
-bin=$CARGO_TARGET_DIR/release
+# WEIR_BENCH_PROFILE=debug runs the debug build instead (for a machine without
+# the ~40 minutes a clean release build takes; say so next to such figures).
+profile=${WEIR_BENCH_PROFILE:-release}
+bin=$CARGO_TARGET_DIR/$profile
 
-# Build the release binaries (runner, weir-gen) the benchmarks run.
-build_release() { cargo build --quiet --release --locked -p weir-runner -p weir-testkit; }
+# Build the binaries (runner, weir-gen) the benchmarks run.
+build_release() {
+  if [[ $profile == debug ]]; then
+    cargo build --quiet --locked -p weir-runner -p weir-testkit
+  else
+    cargo build --quiet --release --locked -p weir-runner -p weir-testkit
+  fi
+}
 
 # fresh_metadata_db NAME: a new PostgreSQL database NAME with Weir's metadata tables;
 # sets db (its URL) and WEIR_DATABASE_URL.

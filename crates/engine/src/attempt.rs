@@ -404,18 +404,8 @@ fn details(counts: &BTreeMap<&'static str, u64>, warnings: &[String]) -> Option<
     (!details.is_empty()).then_some(serde_json::Value::Object(details))
 }
 
-pub(crate) fn failed_end(e: &Error, message: String) -> AttemptEnd {
-    AttemptEnd {
-        status: Status::Failed,
-        records_read: None,
-        records_processed: None,
-        bytes_read: None,
-        watermark_before: None,
-        watermark_after: None,
-        details: None,
-        error_message: Some(message),
-        error_domain: Some(e.domain().to_string()),
-    }
+fn failed_end(e: &Error, message: String) -> AttemptEnd {
+    AttemptEnd::without_data(Status::Failed, message, Some(e.domain().to_string()))
 }
 
 /// `--skip-load`: read everything, count, write nothing, commit no watermark.

@@ -395,17 +395,7 @@ impl Engine {
                 attempt: 1,
                 skip_load: ctx.config.skip_load,
             };
-            let end = AttemptEnd {
-                status: Status::Skipped,
-                records_read: None,
-                records_processed: None,
-                bytes_read: None,
-                watermark_before: None,
-                watermark_after: None,
-                details: None,
-                error_message: Some(message.clone()),
-                error_domain: None,
-            };
+            let end = AttemptEnd::without_data(Status::Skipped, message.clone(), None);
             self.record_not_started(&start, &end, &self.redactor).await;
         }
         let mut report = PipelineReport::new(&row.name);

@@ -48,6 +48,23 @@ pub struct AttemptEnd {
     pub error_domain: Option<String>,
 }
 
+impl AttemptEnd {
+    /// An attempt that moved no data: failed (with the error's domain) or skipped.
+    pub fn without_data(status: Status, message: String, domain: Option<String>) -> Self {
+        Self {
+            status,
+            records_read: None,
+            records_processed: None,
+            bytes_read: None,
+            watermark_before: None,
+            watermark_after: None,
+            details: None,
+            error_message: Some(message),
+            error_domain: domain,
+        }
+    }
+}
+
 /// One row of `audit`, as `runner audit` shows it.
 #[derive(Debug, Clone, serde::Serialize, sqlx::FromRow)]
 pub struct AuditRow {

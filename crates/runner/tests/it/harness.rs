@@ -178,24 +178,9 @@ impl Harness {
         }
     }
 
-    /// The newest audit row of a pipeline: (status, records_read, records_processed, error_message).
+    /// The newest audit row of a pipeline.
     pub async fn last_audit(&self, pipeline: &str) -> Audit {
-        let r = sqlx::query(
-            "SELECT status, records_read, records_processed, error_message, attempt, watermark_after
-             FROM audit WHERE pipeline_name = $1 ORDER BY audit_id DESC LIMIT 1",
-        )
-        .bind(pipeline)
-        .fetch_one(&self.pool)
-        .await
-        .unwrap_or_else(|e| panic!("audit row of {pipeline}: {e}"));
-        Audit {
-            status: r.get("status"),
-            records_read: r.get("records_read"),
-            records_processed: r.get("records_processed"),
-            error: r.get::<Option<String>, _>("error_message").unwrap_or_default(),
-            attempt: r.get("attempt"),
-            watermark_after: r.get("watermark_after"),
-        }
+        self.audits(pipeline).await.pop().unwrap_or_else(|| panic!("no audit row of {pipeline}"))
     }
 }
 
