@@ -125,11 +125,8 @@ impl Engine {
                     report.records_written = done.records_processed.unwrap_or(0).max(0) as u64;
                     report.watermark = done.watermark_after;
                     report.ran_by = Some(by);
-                    let mut out = finish(report);
-                    if let (Outcome::Finished(r), Some(ms)) = (&mut out, done.duration_ms) {
-                        r.duration_ms = ms.max(0) as u64;
-                    }
-                    return out;
+                    report.duration_ms = done.duration_ms.unwrap_or(0).max(0) as u64;
+                    return Outcome::Finished(report);
                 }
                 Err(e) => {
                     let message = redactor.redact(&format!("pipeline `{}`: {e}", row.name));
