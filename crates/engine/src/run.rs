@@ -497,7 +497,9 @@ async fn heartbeat(meta: MetaStore, ctx: Arc<RunCtx>) {
     loop {
         tokio::time::sleep(every).await;
         let before = ctx.held_ids();
-        match meta.heartbeat_run(ctx.run_id, ctx.config.lease).await {
+        // A database that hangs counts as one that fails.
+        let beat = tokio::time::timeout(every, meta.heartbeat_run(ctx.run_id, ctx.config.lease)).await;
+        match beat.unwrap_or_else(|_| Err(Error::transient("the heartbeat got no answer in time"))) {
             Ok(renewed) => {
                 last_ok = Instant::now();
                 let lost: Vec<i64> = before.into_iter().filter(|id| !renewed.contains(id)).collect();

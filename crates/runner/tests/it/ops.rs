@@ -432,3 +432,29 @@ async fn a_terminal_shows_progress_bars_with_rows_per_second_and_a_pipe_plain_li
     let piped = h.run_ok(D1).await;
     assert!(!piped.stderr.contains("rows/s") && !piped.stderr.contains('\u{1b}'), "{}", piped.stderr);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_runner_whose_lease_was_taken_over_stops_before_committing() {
+    let mut h = Harness::new("ops_lost").await;
+    let proxy = slow_source(&mut h, "lost", 20_000).await;
+    proxy.throttle(100_000);
+    let options = r#"'{"parallelism": 1, "batch_size": 1000, "retries": 0}'"#;
+    mysql_pipeline(&h, "slow", "big", &[("load_type", "'full'"), ("options", options)]).await;
+    h.set_env("WEIR_LEASE_SECONDS", "3");
+    let runner = h.spawn(&["--date", D1]);
+    h.wait_until("SELECT EXISTS (SELECT 1 FROM pipeline_lease WHERE pipeline_name = 'slow')", 30).await;
+    // What another runner does when this one looks dead: it takes the lease.
+    sqlx::query("UPDATE pipeline_lease SET run_id = gen_random_uuid(), host = 'elsewhere'")
+        .execute(&h.pool)
+        .await
+        .expect("take the lease");
+    let run = finish(runner).await;
+    assert_eq!(run.code, 1, "{}", run.all());
+    let slow = h.last_audit("slow").await;
+    assert_eq!(slow.status, "failed");
+    assert!(slow.error.contains("lease lost"), "{}", slow.error);
+    assert!(!h.table_exists("bronze.slow").await, "it did not commit");
+    let holder: String =
+        sqlx::query_scalar("SELECT host FROM pipeline_lease").fetch_one(&h.pool).await.expect("the new holder's lease");
+    assert_eq!(holder, "elsewhere", "the lease it lost is not released by it");
+}
