@@ -436,7 +436,8 @@ impl Engine {
         }
     }
 
-    /// Check each selected pipeline's configuration and connections, moving no data.
+    /// Check each selected pipeline's configuration and connections, moving no
+    /// data, and the mail server if the completion email is configured.
     pub async fn check(&self, pipelines: &[String]) -> Result<Vec<(String, Result<()>)>> {
         let all = self.meta.pipelines(pipelines, false).await?;
         let rows = select(&all, pipelines)?;
@@ -453,6 +454,9 @@ impl Engine {
                 Err((e, redactor)) => (Err(e), redactor),
             };
             out.push((row.name.clone(), result.map_err(|e| e.map_message(|m| redactor.redact(m)))));
+        }
+        if let Some(notifier) = &self.notifier {
+            out.push(("(completion email)".to_owned(), notifier.check().await));
         }
         Ok(out)
     }

@@ -129,6 +129,25 @@ impl Notifier {
         }
     }
 
+    fn transport(&self) -> std::result::Result<AsyncSmtpTransport<Tokio1Executor>, String> {
+        Ok(AsyncSmtpTransport::<Tokio1Executor>::from_url(self.smtp.expose())
+            .map_err(|e| format!("WEIR_SMTP_URL {}: {e}", self.smtp))?
+            .timeout(Some(self.timeout))
+            .build())
+    }
+
+    /// Can the mail server be reached and does it greet us? (`runner check`)
+    pub async fn check(&self) -> Result<()> {
+        let transport = self.transport().map_err(Error::user)?;
+        let mut redactor = Redactor::new();
+        redactor.add_connection(&self.smtp);
+        match transport.test_connection().await {
+            Ok(true) => Ok(()),
+            Ok(false) => Err(Error::external(format!("the mail server {} did not answer as SMTP", self.smtp))),
+            Err(e) => Err(Error::external(redactor.redact(&format!("the mail server {}: {e}", self.smtp)))),
+        }
+    }
+
     async fn deliver(&self, to: Vec<Mailbox>, rendered: Rendered) -> std::result::Result<(), String> {
         let mut message = Message::builder().from(self.from.clone()).subject(rendered.subject);
         for m in to {
@@ -141,11 +160,7 @@ impl Notifier {
                     .singlepart(SinglePart::builder().header(ContentType::TEXT_HTML).body(rendered.html)),
             )
             .map_err(|e| format!("building the message: {e}"))?;
-        let transport = AsyncSmtpTransport::<Tokio1Executor>::from_url(self.smtp.expose())
-            .map_err(|e| format!("WEIR_SMTP_URL: {e}"))?
-            .timeout(Some(self.timeout))
-            .build();
-        transport.send(message).await.map(|_| ()).map_err(|e| format!("sending through {}: {e}", self.smtp))
+        self.transport()?.send(message).await.map(|_| ()).map_err(|e| format!("sending through {}: {e}", self.smtp))
     }
 }
 

@@ -474,7 +474,11 @@ async fn schedule(
 }
 
 async fn check(meta: MetaStore, url: ConnectionUrl, pipelines: &[String], redactor: &Redactor) -> ExitCode {
-    let results = match engine(meta, url).check(pipelines).await {
+    let engine = match run_engine(meta, url, &Progress::new(false)) {
+        Ok(e) => e,
+        Err(e) => return usage_error(&e, redactor),
+    };
+    let results = match engine.check(pipelines).await {
         Ok(r) => r,
         Err(e) => return usage_error(e.message(), redactor),
     };

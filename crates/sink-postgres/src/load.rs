@@ -58,8 +58,12 @@ impl PostgresSink {
                             Error::user(format!("destination connection {} is not valid: {e}", self.connection))
                         })?
                         .application_name("weir");
+                    // A load holds its connection for its whole length, so the pool is
+                    // larger than any sensible --concurrency. The timeout also bounds how
+                    // long a server that refuses connections is retried before the
+                    // attempt fails (and the engine's retry takes over).
                     let pool = PgPoolOptions::new()
-                        .max_connections(16)
+                        .max_connections(64)
                         .acquire_timeout(Duration::from_secs(30))
                         .idle_timeout(Duration::from_secs(60))
                         .connect_lazy_with(options);

@@ -371,6 +371,17 @@ async fn a_mail_server_that_is_down_changes_nothing_about_the_run() {
     assert_eq!(status, "failed");
     assert!(error.contains(&format!("127.0.0.1:{closed}")), "{error}");
     assert!(!error.contains("smtp-s3cret") && !run.all().contains("smtp-s3cret"), "the password never shows");
+
+    // `runner check` tells before a run does.
+    let check = h.runner(&["check"]).await;
+    assert_eq!(check.code, 1, "{}", check.all());
+    assert!(check.stdout.contains("ok      ok"), "{}", check.stdout);
+    assert!(
+        check.stdout.contains("FAILED  (completion email): the mail server smtp://weir:***@127.0.0.1:"),
+        "{}",
+        check.stdout
+    );
+    assert!(!check.all().contains("smtp-s3cret"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -387,6 +398,9 @@ async fn a_rejected_recipient_is_logged_and_recorded() {
         .expect("recorded");
     assert!(error.contains("550") || error.to_lowercase().contains("rejected"), "{error}");
     assert!(smtp.messages().expect("messages").is_empty());
+    let check = h.runner(&["check"]).await;
+    assert_eq!(check.code, 0, "the server itself answers: {}", check.all());
+    assert!(check.stdout.contains("ok      (completion email)"), "{}", check.stdout);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
