@@ -47,6 +47,16 @@ async fn slow_source(h: &mut Harness, label: &str, rows: i64) -> TcpProxy {
     proxy
 }
 
+/// Pipeline `slow`: a full load of `big` (`rows` rows, read in one range in
+/// batches of 1000) through a proxy slowed to `bytes_per_sec`.
+async fn slow_pipeline(h: &mut Harness, label: &str, rows: i64, bytes_per_sec: u64, extra: &str) -> TcpProxy {
+    let proxy = slow_source(h, label, rows).await;
+    proxy.throttle(bytes_per_sec);
+    let options = format!(r#"'{{"parallelism": 1, "batch_size": 1000{extra}}}'"#);
+    mysql_pipeline(h, "slow", "big", &[("load_type", "'full'"), ("options", &options)]).await;
+    proxy
+}
+
 async fn run_ids(h: &Harness, pipeline: &str) -> Vec<String> {
     sqlx::query_scalar(
         "SELECT run_id::text FROM audit WHERE pipeline_name = $1 AND status = 'success' ORDER BY audit_id",
@@ -209,10 +219,7 @@ async fn two_runners_started_together_split_the_pipelines() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_runner_is_abandoned_and_the_next_finishes_the_job_exactly_once() {
     let mut h = Harness::new("ops_kill").await;
-    let proxy = slow_source(&mut h, "kill", 20_000).await;
-    proxy.throttle(100_000);
-    let options = r#"'{"parallelism": 1, "batch_size": 1000}'"#;
-    mysql_pipeline(&h, "slow", "big", &[("load_type", "'full'"), ("options", options)]).await;
+    let proxy = slow_pipeline(&mut h, "kill", 20_000, 100_000, "").await;
     h.set_env("WEIR_LEASE_SECONDS", "2");
 
     let first = h.spawn(&["--date", D1]);
@@ -249,10 +256,7 @@ async fn a_killed_runner_is_abandoned_and_the_next_finishes_the_job_exactly_once
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ctrl_c_rolls_back_the_running_load_and_records_it_cancelled() {
     let mut h = Harness::new("ops_cancel").await;
-    let proxy = slow_source(&mut h, "cancel", 20_000).await;
-    proxy.throttle(100_000);
-    let options = r#"'{"parallelism": 1, "batch_size": 1000}'"#;
-    mysql_pipeline(&h, "slow", "big", &[("load_type", "'full'"), ("options", options)]).await;
+    let proxy = slow_pipeline(&mut h, "cancel", 20_000, 100_000, "").await;
     mysql_pipeline(&h, "later", "big", &[("load_type", "'full'"), ("depends_on", "'{slow}'")]).await;
 
     let runner = h.spawn(&["--date", D1]);
@@ -431,10 +435,7 @@ async fn logs_as_json_to_a_daily_file_and_exit_codes_are_documented() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_terminal_shows_progress_bars_with_rows_per_second_and_a_pipe_plain_lines() {
     let mut h = Harness::new("ops_progress").await;
-    let proxy = slow_source(&mut h, "progress", 12_000).await;
-    proxy.throttle(250_000);
-    let options = r#"'{"parallelism": 1, "batch_size": 500}'"#;
-    mysql_pipeline(&h, "slow", "big", &[("load_type", "'full'"), ("options", options)]).await;
+    let _proxy = slow_pipeline(&mut h, "progress", 12_000, 250_000, "").await;
     // `script` runs the runner on a pseudo-terminal, as a person at a shell would.
     let command = format!("{} --date {D1}", env!("CARGO_BIN_EXE_runner"));
     let on_tty = h.command_named("script", &["-qec", &command, "/dev/null"]).output().await.expect("script");
@@ -450,10 +451,7 @@ async fn a_terminal_shows_progress_bars_with_rows_per_second_and_a_pipe_plain_li
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_runner_whose_lease_was_taken_over_stops_before_committing() {
     let mut h = Harness::new("ops_lost").await;
-    let proxy = slow_source(&mut h, "lost", 20_000).await;
-    proxy.throttle(100_000);
-    let options = r#"'{"parallelism": 1, "batch_size": 1000, "retries": 0}'"#;
-    mysql_pipeline(&h, "slow", "big", &[("load_type", "'full'"), ("options", options)]).await;
+    let _proxy = slow_pipeline(&mut h, "lost", 20_000, 100_000, r#", "retries": 0"#).await;
     h.set_env("WEIR_LEASE_SECONDS", "3");
     let runner = h.spawn(&["--date", D1]);
     h.wait_until("SELECT EXISTS (SELECT 1 FROM pipeline_lease WHERE pipeline_name = 'slow')", 30).await;
