@@ -2,6 +2,10 @@
 -- several runners sharing this database never run a pipeline twice at once, and
 -- a record of every completion email. See README.md, "Operations".
 
+-- When `runner schedule` runs a pipeline: a cron expression (`0 2 * * *`, or with
+-- seconds first, `0 */15 * * * *`), in UTC. NULL: at each `--every` interval.
+ALTER TABLE controller ADD COLUMN IF NOT EXISTS schedule TEXT;
+
 -- One row per run (`runner run`, or each tick of `runner schedule`).
 CREATE TABLE IF NOT EXISTS run (
     run_id           UUID PRIMARY KEY,

@@ -27,6 +27,8 @@ pub struct ControllerRow {
     pub options: Value,
     pub depends_on: Vec<String>,
     pub notify_emails: Vec<String>,
+    /// A cron expression for `runner schedule`.
+    pub schedule: Option<String>,
     pub active: bool,
 }
 
@@ -83,6 +85,8 @@ pub struct PipelineDef {
     pub options: Map<String, Value>,
     pub depends_on: Vec<String>,
     pub notify_emails: Vec<String>,
+    /// A cron expression for `runner schedule` (checked by the engine).
+    pub schedule: Option<String>,
     pub active: bool,
 }
 
@@ -119,6 +123,7 @@ impl PipelineDef {
             options,
             depends_on: row.depends_on.clone(),
             notify_emails: row.notify_emails.clone(),
+            schedule: row.schedule.clone().filter(|s| !s.trim().is_empty()),
             active: row.active,
         };
         Ok(def)

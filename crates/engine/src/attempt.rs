@@ -17,6 +17,7 @@ use weir_core::{
 use weir_meta::{AttemptEnd, AttemptStart, Claim};
 
 use crate::run::{Engine, RunCtx, RunEvent};
+use crate::schedule::Cron;
 
 /// Batches decoded ahead of the sink, so reading and writing overlap.
 const PREFETCH_BATCHES: usize = 4;
@@ -242,6 +243,9 @@ impl Engine {
         let mut redactor = self.redactor().clone();
         let built = (|| {
             let def = PipelineDef::parse(row)?;
+            if let Some(expr) = &def.schedule {
+                Cron::parse(expr)?;
+            }
             let source_reg = self.registry().source(&def.source_type)?;
             let sink_reg = self.registry().sink(&def.destination_type)?;
             options::check_known(&def.options, &[RunOptions::KEYS, source_reg.option_keys, sink_reg.option_keys])?;

@@ -10,13 +10,15 @@
 //! others, and those that depend on it are `skipped`; transient errors are
 //! retried with backoff, each attempt its own audit row. The run heartbeats
 //! its leases; the next runner marks a dead runner's attempts `abandoned`.
-//! At the end, the completion email.
+//! At the end, the completion email. `schedule` runs what is due, by
+//! `--every` or by each pipeline's cron, until cancelled.
 
 mod attempt;
 mod lake;
 mod plan;
 mod registry;
 mod run;
+mod schedule;
 
 pub use lake::{Dialect, LAKE_URI_VAR, MaintainOutcome};
 pub use registry::Registry;

@@ -230,7 +230,7 @@ impl Engine {
                 held: Mutex::default(),
             });
             let heartbeat = tokio::spawn(heartbeat(self.meta.clone(), ctx.clone()));
-            let pipelines = self.schedule(&nodes, &ctx).await;
+            let pipelines = self.dispatch(&nodes, &ctx).await;
             heartbeat.abort();
 
             let report = RunReport {
@@ -271,7 +271,7 @@ impl Engine {
     }
 
     /// Start pipelines as their dependencies finish, up to the concurrency.
-    async fn schedule(&self, nodes: &[Node], ctx: &Arc<RunCtx>) -> Vec<PipelineReport> {
+    async fn dispatch(&self, nodes: &[Node], ctx: &Arc<RunCtx>) -> Vec<PipelineReport> {
         #[derive(Clone, Copy, PartialEq)]
         enum State {
             Pending,

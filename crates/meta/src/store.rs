@@ -194,7 +194,7 @@ impl MetaStore {
             "SELECT id, name, source_type, source_connection, source_table, data_source,
                     destination_type, destination_connection, schema_name, destination_table,
                     load_type, watermark_column, primary_key, partition_by, options, depends_on,
-                    notify_emails, active
+                    notify_emails, schedule, active
              FROM controller
              WHERE (cardinality($1::text[]) = 0 OR name = ANY($1))
                AND (active OR $2 OR cardinality($1::text[]) > 0)
@@ -225,6 +225,7 @@ impl MetaStore {
                     options: r.try_get("options")?,
                     depends_on: r.try_get("depends_on")?,
                     notify_emails: r.try_get("notify_emails")?,
+                    schedule: r.try_get("schedule")?,
                     active: r.try_get("active")?,
                 })
             })

@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use tracing::{error, info, warn};
+use tracing::warn;
 use weir_core::{ConnectionUrl, Redactor, RunDate};
 use weir_engine::{CancellationToken, Dialect, Engine, MaintainOptions, Notifier, Registry, RunConfig};
 use weir_meta::MetaStore;
@@ -135,10 +135,12 @@ struct RunArgs {
 
 #[derive(Args, Debug)]
 struct ScheduleArgs {
-    /// Time between the starts of two runs: 1h, 30m, 90s. A run that takes
-    /// longer delays the next one; missed starts are not made up.
+    /// Run the pipelines without a `schedule` (cron) now and then at this
+    /// interval: 1h, 30m, 90s. A run that takes longer delays the next one;
+    /// missed intervals are not made up. Without it, only pipelines with a
+    /// `schedule` run.
     #[arg(long, value_parser = humantime::parse_duration)]
-    every: Duration,
+    every: Option<Duration>,
     #[command(flatten)]
     opts: RunOpts,
 }
@@ -421,10 +423,9 @@ async fn run_pipelines(
     if report.all_succeeded() { ExitCode::SUCCESS } else { ExitCode::from(1) }
 }
 
-/// `runner schedule --every 1h`: a run now, then one per interval, for
-/// today's date (UTC) each time. A failing pipeline or an unreachable
-/// database fails that run only. Stops on SIGTERM or Ctrl-C: at once between
-/// runs (exit 0), or by cancelling the running loads (exit 1).
+/// `runner schedule [--every 1h]`: see [`Engine::schedule`]. Stops on SIGTERM
+/// or Ctrl-C: at once between runs (exit 0), or by cancelling the running
+/// loads (exit 1).
 async fn schedule(
     meta: MetaStore,
     url: ConnectionUrl,
@@ -432,45 +433,23 @@ async fn schedule(
     progress: Progress,
     redactor: &Redactor,
 ) -> ExitCode {
-    if args.every.is_zero() {
+    if args.every.is_some_and(|e| e.is_zero()) {
         return usage_error("--every must be longer than zero", redactor);
     }
     let engine = match run_engine(meta, url, &progress) {
         Ok(e) => e,
         Err(e) => return usage_error(&e, redactor),
     };
-    let cancel = cancel_on_signals();
-    let mut next = tokio::time::Instant::now();
-    info!(every = %humantime::format_duration(args.every), "scheduler started");
-    loop {
-        let config = args.opts.config(RunDate::today_utc());
-        match engine.run(&config, cancel.clone()).await {
-            Ok(report) => {
-                if let Err(e) = output::run_summary(&report, args.opts.format) {
-                    warn!(error = %e, "could not print the run summary");
-                }
-                if report.cancelled {
-                    return ExitCode::from(1);
-                }
+    let template = args.opts.config(RunDate::today_utc());
+    let format = args.opts.format;
+    let clean = engine
+        .schedule(args.every, &template, cancel_on_signals(), |report| {
+            if let Err(e) = output::run_summary(report, format) {
+                warn!(error = %e, "could not print the run summary");
             }
-            Err(e) => {
-                error!(error = %redactor.redact(e.message()), "run not started; trying again at the next interval")
-            }
-        }
-        let now = tokio::time::Instant::now();
-        while next <= now {
-            next += args.every;
-        }
-        let wait = next - now;
-        info!(in_seconds = wait.as_secs(), "next run");
-        tokio::select! {
-            () = tokio::time::sleep_until(next) => {}
-            () = cancel.cancelled() => {
-                info!("scheduler stopped");
-                return ExitCode::SUCCESS;
-            }
-        }
-    }
+        })
+        .await;
+    if clean { ExitCode::SUCCESS } else { ExitCode::from(1) }
 }
 
 async fn check(meta: MetaStore, url: ConnectionUrl, pipelines: &[String], redactor: &Redactor) -> ExitCode {

@@ -159,6 +159,8 @@ pub fn pipelines(rows: &[ControllerRow], format: Format) -> Out {
         "load_type",
         "watermark_column",
         "primary_key",
+        "depends_on",
+        "schedule",
     ];
     let table_rows = rows
         .iter()
@@ -178,6 +180,8 @@ pub fn pipelines(rows: &[ControllerRow], format: Format) -> Out {
                 r.load_type.clone(),
                 opt(&r.watermark_column),
                 r.primary_key.join(", "),
+                r.depends_on.join(", "),
+                opt(&r.schedule),
             ]
         })
         .collect();

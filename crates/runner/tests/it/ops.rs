@@ -296,6 +296,7 @@ async fn the_scheduler_runs_each_interval_past_failures_and_stops_on_sigterm() {
     assert!(asked.elapsed() < Duration::from_secs(5), "stopped promptly");
     assert_eq!(out.code, 0, "a clean stop between runs: {}", out.all());
     assert!(out.stderr.contains("scheduler stopped"), "{}", out.stderr);
+    assert!(out.stdout.matches("run ").count() >= 2, "a summary per run: {}", out.stdout);
     assert!(h.audits("bad").await.len() >= 2, "a failing pipeline does not stop the scheduler");
     let runs = h.scalar_i64("SELECT count(*) FROM run WHERE finished_at IS NOT NULL").await;
     assert!(runs >= 2, "{runs}");
@@ -469,4 +470,31 @@ async fn a_runner_whose_lease_was_taken_over_stops_before_committing() {
     let holder: String =
         sqlx::query_scalar("SELECT host FROM pipeline_lease").fetch_one(&h.pool).await.expect("the new holder's lease");
     assert_eq!(holder, "elsewhere", "the lease it lost is not released by it");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pipeline_with_a_cron_schedule_runs_when_it_fires() {
+    let h = Harness::new("ops_cron").await;
+    orders(&h, "often", &[("schedule", "'*/2 * * * * *'")]).await;
+    orders(&h, "nightly", &[("schedule", "'0 2 * * *'")]).await;
+    orders(&h, "plain", &[]).await;
+    orders(&h, "typo", &[("schedule", "'every day'")]).await;
+    let scheduler = h.spawn(&["schedule", "--every", "1h"]);
+    h.wait_until("SELECT count(*) >= 3 FROM audit WHERE pipeline_name = 'often' AND status = 'success'", 30).await;
+    signal(&scheduler, "-TERM");
+    let out = finish(scheduler).await;
+    assert_eq!(out.code, 0, "{}", out.all());
+    assert_eq!(h.audits("plain").await.len(), 1, "without a schedule: now, then in an hour");
+    assert!(h.audits("nightly").await.is_empty(), "its cron did not fire");
+    assert!(h.audits("typo").await.is_empty());
+    let warning = out.stderr.lines().filter(|l| l.contains("pipeline not scheduled")).collect::<Vec<_>>();
+    assert_eq!(warning.len(), 1, "said once: {}", out.stderr);
+    assert!(warning[0].contains("typo") && warning[0].contains("schedule `every day` is not a cron expression"));
+
+    // A one-off run runs every active pipeline, whatever its schedule, and fails the typo.
+    let run = h.run_date(D1).await;
+    assert_eq!(run.code, 1, "{}", run.all());
+    assert_eq!(h.last_audit("nightly").await.status, "success");
+    let typo = h.last_audit("typo").await;
+    assert!(typo.status == "failed" && typo.error.contains("schedule `every day`"), "{typo:?}");
 }
