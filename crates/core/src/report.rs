@@ -28,13 +28,6 @@ impl Status {
             Status::Abandoned => "abandoned",
         }
     }
-
-    /// Parse `audit.status`.
-    pub fn parse(s: &str) -> Option<Self> {
-        [Status::Running, Status::Success, Status::Failed, Status::Skipped, Status::Abandoned]
-            .into_iter()
-            .find(|v| v.as_str() == s)
-    }
 }
 
 impl fmt::Display for Status {
