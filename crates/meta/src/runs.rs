@@ -81,6 +81,22 @@ pub struct NotificationRecord<'a> {
     pub error_message: Option<&'a str>,
 }
 
+/// The `SET` of an `UPDATE audit a` that marks attempts `abandoned`; the
+/// parameter `$cause` says why ("(killed, or its machine lost)").
+macro_rules! abandon {
+    ($cause:literal) => {
+        concat!(
+            "status = 'abandoned', end_time = now(), error_domain = 'external',
+             error_message = 'abandoned: the runner' || coalesce(' on ' || a.host, '')
+                 || ' stopped heartbeating at '
+                 || to_char(a.heartbeat_at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS') || ' UTC '
+                 || ",
+            $cause,
+            "::text || '; nothing it had not committed is visible'"
+        )
+    };
+}
+
 impl MetaStore {
     /// Write the run's row as `running`.
     pub async fn start_run(&self, r: &RunStart) -> Result<()> {
@@ -104,24 +120,23 @@ impl MetaStore {
     /// `abandoned`, and so do the attempts they left `running` (as do attempts
     /// older than `lease` that belong to no live run).
     pub async fn recover(&self, lease: Duration) -> Result<Vec<Abandoned>> {
-        let rows = sqlx::query(
+        let rows = sqlx::query(concat!(
             "WITH dead AS (
                  UPDATE run SET status = 'abandoned', finished_at = heartbeat_at
                  WHERE finished_at IS NULL AND heartbeat_at < now() - make_interval(secs => lease_seconds)
                  RETURNING run_id
              )
-             UPDATE audit a SET status = 'abandoned', end_time = now(), error_domain = 'external',
-                    error_message = 'abandoned: the runner' || coalesce(' on ' || a.host, '')
-                        || ' stopped heartbeating at '
-                        || to_char(a.heartbeat_at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS') || ' UTC '
-                        || '(killed, or its machine lost); nothing it had not committed is visible'
+             UPDATE audit a SET ",
+            abandon!("$2"),
+            "
              WHERE a.status = 'running'
                AND (a.run_id IN (SELECT run_id FROM dead)
                     OR (a.heartbeat_at < now() - make_interval(secs => $1)
                         AND NOT EXISTS (SELECT 1 FROM run r WHERE r.run_id = a.run_id AND r.finished_at IS NULL)))
-             RETURNING a.pipeline_name, a.run_id, a.host, a.heartbeat_at",
-        )
+             RETURNING a.pipeline_name, a.run_id, a.host, a.heartbeat_at"
+        ))
         .bind(lease_seconds(lease))
+        .bind("(killed, or its machine lost)")
         .fetch_all(self.db())
         .await
         .map_err(|e| db_error(e, "marking dead runs abandoned"))?;
@@ -200,17 +215,15 @@ impl MetaStore {
                 let (run_id, host) = holder.map_or((None, None), |(r, h)| (Some(r), h));
                 return Ok(Claim::Held { run_id, host });
             };
-            let rows = sqlx::query(
-                "UPDATE audit SET status = 'abandoned', end_time = now(), error_domain = 'external',
-                        error_message = 'abandoned: the runner' || coalesce(' on ' || host, '')
-                            || ' stopped heartbeating at '
-                            || to_char(heartbeat_at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS') || ' UTC '
-                            || 'and its lease expired; nothing it had not committed is visible'
-                 WHERE pipeline_id = $1 AND run_id = $2 AND status = 'running'
-                 RETURNING pipeline_name, run_id, host, heartbeat_at",
-            )
+            let rows = sqlx::query(concat!(
+                "UPDATE audit a SET ",
+                abandon!("$3"),
+                " WHERE pipeline_id = $1 AND run_id = $2 AND status = 'running'
+                 RETURNING pipeline_name, run_id, host, heartbeat_at"
+            ))
             .bind(pipeline_id)
             .bind(dead_run)
+            .bind("and its lease expired")
             .fetch_all(self.db())
             .await
             .map_err(|e| db_error(e, "marking the dead runner's attempt abandoned"))?;
