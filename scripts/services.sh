@@ -3,7 +3,7 @@
 # reuse what is running, start what is installed, install what is missing
 # (apt-get, pip, cargo). Prints `export VAR=…` lines for the caller to eval:
 #
-#   eval "$(scripts/services.sh)"                 # all: postgres mariadb s3 smtp deltalake
+#   eval "$(scripts/services.sh)"                 # all: postgres mariadb s3 smtp deltalake dbt
 #   eval "$(scripts/services.sh postgres)"        # just what the tests need
 #
 # Progress goes to stderr; stdout carries only the exports.
@@ -93,11 +93,23 @@ deltalake() {
   echo "export WEIR_TEST_DELTA_READER=python3"
 }
 
+# Not a server: dbt (dbt-core 1.11 with dbt-postgres) in its own virtualenv, so its
+# many pinned dependencies never meet the other Python tools'. Weir runs $WEIR_DBT.
+dbt() {
+  local venv=$STATE/dbt-venv
+  if ! "$venv/bin/dbt" --version >/dev/null 2>&1; then
+    say "installing dbt-core 1.11 and dbt-postgres with pip into $venv (a minute, once)"
+    python3 -m venv "$venv" >&2
+    "$venv/bin/pip" install -q "dbt-core>=1.11,<1.12" "dbt-postgres>=1.9,<1.11" >&2
+  fi
+  echo "export WEIR_DBT=$venv/bin/dbt"
+}
+
 services=("$@")
-[[ ${#services[@]} -gt 0 ]] || services=(postgres mariadb s3 smtp deltalake)
+[[ ${#services[@]} -gt 0 ]] || services=(postgres mariadb s3 smtp deltalake dbt)
 for s in "${services[@]}"; do
   case "$s" in
-    postgres|mariadb|s3|smtp|deltalake) "$s" ;;
-    *) say "unknown service '$s' (known: postgres mariadb s3 smtp deltalake)"; exit 2 ;;
+    postgres|mariadb|s3|smtp|deltalake|dbt) "$s" ;;
+    *) say "unknown service '$s' (known: postgres mariadb s3 smtp deltalake dbt)"; exit 2 ;;
   esac
 done

@@ -3,7 +3,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-eval "$(scripts/services.sh postgres mariadb deltalake smtp)"
+eval "$(scripts/services.sh postgres mariadb deltalake smtp dbt)"
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/weir/target}
 # Tests each make their own database; drop those an earlier run left behind.
 psql "$WEIR_TEST_PG_URL" -Atqc "SELECT datname FROM pg_database WHERE datname LIKE 'weir\_t\_%'" |

@@ -110,6 +110,17 @@ impl ConnectionUrl {
         self.url.expose()
     }
 
+    /// The user name, percent-decoded (for a tool that takes it apart from the URL).
+    pub fn username(&self) -> String {
+        percent_encoding::percent_decode_str(self.parsed.username()).decode_utf8_lossy().into_owned()
+    }
+
+    /// The password, percent-decoded.
+    pub fn password(&self) -> Option<Secret> {
+        let p = self.parsed.password()?;
+        Some(Secret::new(percent_encoding::percent_decode_str(p).decode_utf8_lossy()))
+    }
+
     /// The URL with its password and secret query parameters replaced by `***`.
     pub fn redacted(&self) -> String {
         redact_url(&self.parsed)

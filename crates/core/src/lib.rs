@@ -25,5 +25,6 @@ pub use report::{PipelineReport, RunReport, Status};
 pub use traits::{
     BatchStream, DefaultConnection, LoadOutcome, LoadRequest, Position, ReadRequest, Sink, SinkContext, SinkFactory,
     SinkRegistration, Source, SourceBatch, SourceContext, SourceFactory, SourceRegistration, SourceStream, TableEntry,
+    Transform, TransformContext, TransformFactory, TransformOutcome, TransformRegistration, TransformRequest,
     WatermarkFilter,
 };

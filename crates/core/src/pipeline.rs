@@ -77,7 +77,8 @@ pub struct PipelineDef {
     pub destination_type: String,
     pub destination_connection: Option<String>,
     pub schema_name: Ident,
-    pub destination_table: Ident,
+    /// Empty for a transform (dbt), which builds the tables its project defines.
+    pub destination_table: Option<Ident>,
     pub load_type: LoadType,
     pub watermark_column: Option<Ident>,
     pub primary_key: Vec<Ident>,
@@ -115,7 +116,7 @@ impl PipelineDef {
             destination_type: row.destination_type.trim().to_ascii_lowercase(),
             destination_connection: row.destination_connection.clone().filter(|s| !s.is_empty()),
             schema_name: ident(&row.schema_name, "schema_name")?,
-            destination_table: ident(&row.destination_table, "destination_table")?,
+            destination_table: opt_ident(&Some(row.destination_table.clone()), "destination_table")?,
             load_type: LoadType::parse(&row.load_type)?,
             watermark_column: opt_ident(&row.watermark_column, "watermark_column")?,
             primary_key: idents(&row.primary_key, "primary_key")?,
@@ -135,9 +136,11 @@ impl PipelineDef {
         [&self.data_source, &self.source_table].into_iter().flatten().any(|s| has_template(s))
     }
 
-    /// `schema.table`, for messages.
-    pub fn destination(&self) -> String {
-        format!("{}.{}", self.schema_name, self.destination_table)
+    /// The destination table a load writes; an error naming the column if the row left it empty.
+    pub fn table(&self) -> Result<&Ident> {
+        self.destination_table.as_ref().ok_or_else(|| {
+            Error::user(format!("destination_table is empty; a {} destination needs one", self.destination_type))
+        })
     }
 }
 
@@ -170,7 +173,14 @@ mod tests {
         assert_eq!(def.load_type, LoadType::Incremental);
         assert_eq!(def.primary_key[0].as_str(), "order_id");
         assert!(def.is_date_sliced());
-        assert_eq!(def.destination(), "bronze.orders");
+        assert_eq!(def.table().unwrap().as_str(), "orders");
+        let mut r = row();
+        r.destination_table = String::new();
+        let def = PipelineDef::parse(&r).unwrap();
+        assert_eq!(
+            def.table().unwrap_err().to_string(),
+            "destination_table is empty; a postgres destination needs one"
+        );
     }
 
     #[test]

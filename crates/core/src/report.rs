@@ -52,6 +52,9 @@ pub struct PipelineReport {
     /// for the same date while this run was under way: `run <id> on <host>`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ran_by: Option<String>,
+    /// What a transform did, in a line: `9 models built, 31 tests passed`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub summary: Option<String>,
 }
 
 impl PipelineReport {
@@ -67,6 +70,7 @@ impl PipelineReport {
             duration_ms: 0,
             error: None,
             ran_by: None,
+            summary: None,
         }
     }
 

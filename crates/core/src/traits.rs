@@ -5,6 +5,10 @@
 //! Arroyo's connector split (typed config from the controller row, then a
 //! runtime object). Each connector crate exports a [`SourceRegistration`] or
 //! [`SinkRegistration`]; the engine keeps the map from type name to factory.
+//!
+//! A [`Transform`] is the other kind of pipeline: no batches flow through Weir;
+//! it runs work inside the destination (dbt building models from the tables
+//! earlier pipelines loaded) and reports what it did.
 
 use std::collections::BTreeMap;
 
@@ -173,6 +177,45 @@ pub trait Sink: Send + Sync {
     async fn load(&self, request: &LoadRequest, input: SourceStream) -> Result<LoadOutcome>;
 }
 
+/// What a run asks of a transform.
+#[derive(Debug, Clone)]
+pub struct TransformRequest {
+    pub pipeline: String,
+    pub run_id: uuid::Uuid,
+    pub run_date: RunDate,
+    /// `load_type = 'full'`: rebuild incremental models from scratch.
+    pub full_refresh: bool,
+    /// `--skip-load`: check that the work would run (compile it), change nothing.
+    pub dry_run: bool,
+}
+
+/// What a transform did.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct TransformOutcome {
+    /// Rows the destination reported inserted, updated or deleted.
+    pub rows_affected: u64,
+    /// One line for the report and the email: `9 models built, 31 tests passed`.
+    pub summary: String,
+    /// For `audit.details`.
+    pub details: Option<Value>,
+}
+
+/// What a transform factory gets: the pipeline and the destination it works in.
+pub struct TransformContext<'a> {
+    pub pipeline: &'a PipelineDef,
+    pub connection: Option<ConnectionUrl>,
+    pub options: &'a Map<String, Value>,
+}
+
+#[async_trait::async_trait]
+pub trait Transform: Send + Sync {
+    /// Can it run: its tool installed, its project in place? Changes nothing.
+    async fn check(&self) -> Result<()>;
+    /// Run the work; on error, say which step failed and why. Dropping the
+    /// future stops the work, and what it had not committed stays invisible.
+    async fn run(&self, request: &TransformRequest) -> Result<TransformOutcome>;
+}
+
 pub type SourceFactory = fn(SourceContext<'_>) -> Result<Box<dyn Source>>;
 pub type SinkFactory = fn(SinkContext<'_>) -> Result<Box<dyn Sink>>;
 
@@ -197,6 +240,21 @@ pub struct SinkRegistration {
     /// What a row without a `destination_connection` writes to.
     pub default_connection: DefaultConnection,
     pub build: SinkFactory,
+}
+
+pub type TransformFactory = fn(TransformContext<'_>) -> Result<Box<dyn Transform>>;
+
+/// A transform type: its `source_type` value and where it works.
+#[derive(Clone, Copy)]
+pub struct TransformRegistration {
+    /// The `source_type` value: `dbt`.
+    pub name: &'static str,
+    pub option_keys: &'static [&'static str],
+    /// The `destination_type`s it can work in (`postgres`).
+    pub destinations: &'static [&'static str],
+    /// What a row without a `destination_connection` works in.
+    pub default_connection: DefaultConnection,
+    pub build: TransformFactory,
 }
 
 /// Drop empty batches; they carry nothing for a sink.

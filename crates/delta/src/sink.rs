@@ -75,12 +75,13 @@ impl DeltaSink {
     pub fn build(ctx: SinkContext<'_>) -> Result<Box<dyn Sink>> {
         let def = ctx.pipeline;
         let conn = ctx.connection.ok_or_else(|| Error::internal("the delta sink was built without a location"))?;
-        let location = TableLocation::resolve(&conn, def.schema_name.as_str(), def.destination_table.as_str())?;
+        let table = def.table()?.as_str();
+        let location = TableLocation::resolve(&conn, def.schema_name.as_str(), table)?;
         Ok(Box::new(Self {
             location,
             connection: def.destination_connection.clone(),
             schema_name: def.schema_name.as_str().to_owned(),
-            table_name: def.destination_table.as_str().to_owned(),
+            table_name: table.to_owned(),
             partition_by: def.partition_by.iter().map(|c| c.as_str().to_owned()).collect(),
         }))
     }

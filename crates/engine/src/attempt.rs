@@ -11,11 +11,13 @@ use tracing::{Instrument, info, info_span, warn};
 use weir_core::options;
 use weir_core::traits::{LoadRequest, ReadRequest, SinkContext, SourceContext, WatermarkFilter};
 use weir_core::{
-    BatchStream, ControllerRow, DefaultConnection, Error, LoadOutcome, LoadType, PipelineDef, PipelineReport, Redactor,
-    Result, Sink, Source, SourceStream, Status,
+    BatchStream, ConnectionUrl, ControllerRow, DefaultConnection, Error, LoadOutcome, LoadType, PipelineDef,
+    PipelineReport, Redactor, Result, Sink, Source, SourceStream, Status, Transform, TransformContext,
+    TransformRequest,
 };
 use weir_meta::{AttemptEnd, AttemptStart, Claim};
 
+use crate::registry::TaskKind;
 use crate::run::{Engine, RunCtx, RunEvent};
 use crate::schedule::Cron;
 
@@ -41,10 +43,33 @@ impl RunOptions {
 /// A pipeline ready to run: validated, connected to its connectors.
 pub(crate) struct Prepared {
     pub def: PipelineDef,
-    pub source: Box<dyn Source>,
-    pub sink: Box<dyn Sink>,
+    pub task: Task,
     options: RunOptions,
 }
+
+/// What a pipeline does.
+pub(crate) enum Task {
+    /// Stream a source into a sink.
+    Load { source: Box<dyn Source>, sink: Box<dyn Sink> },
+    /// Run work inside the destination (dbt).
+    Transform(Box<dyn Transform>),
+}
+
+impl Task {
+    /// Can it run? Moves no data.
+    pub(crate) async fn check(&self) -> Result<()> {
+        match self {
+            Task::Load { source, sink } => {
+                source.check().await.map_err(|e| e.context("source"))?;
+                sink.check().await.map_err(|e| e.context("destination"))
+            }
+            Task::Transform(t) => t.check().await,
+        }
+    }
+}
+
+/// Columns that mean nothing for a transform, and are refused rather than ignored.
+const NOT_FOR_TRANSFORMS: &str = "source_connection, source_table, watermark_column, primary_key, partition_by";
 
 /// How a pipeline's turn in the run ended.
 pub(crate) enum Outcome {
@@ -184,10 +209,11 @@ impl Engine {
             };
             self.emit(RunEvent::Started { pipeline: name, attempt });
             match self.attempt(prepared, ctx, load_seq, token).await {
-                Ok(Attempted { outcome, watermark_before, details }) => {
+                Ok(Attempted { outcome, watermark_before, details, summary }) => {
                     let end = AttemptEnd {
                         status: Status::Success,
-                        records_read: Some(outcome.rows_read as i64),
+                        // A transform reads nothing through Weir.
+                        records_read: summary.is_none().then_some(outcome.rows_read as i64),
                         records_processed: Some(outcome.rows_written as i64),
                         bytes_read: Some(outcome.bytes_read as i64),
                         watermark_before,
@@ -209,6 +235,7 @@ impl Engine {
                     report.records_read = outcome.rows_read;
                     report.records_written = outcome.rows_written;
                     report.watermark = outcome.watermark;
+                    report.summary = summary;
                     report.error = None;
                     break;
                 }
@@ -246,33 +273,65 @@ impl Engine {
             if let Some(expr) = &def.schedule {
                 Cron::parse(expr)?;
             }
-            let source_reg = self.registry().source(&def.source_type)?;
-            let sink_reg = self.registry().sink(&def.destination_type)?;
-            options::check_known(&def.options, &[RunOptions::KEYS, source_reg.option_keys, sink_reg.option_keys])?;
+            let task = match self.registry().task(&def.source_type)? {
+                TaskKind::Load(source_reg) => {
+                    let sink_reg = self.registry().sink(&def.destination_type)?;
+                    let owners = [RunOptions::KEYS, source_reg.option_keys, sink_reg.option_keys];
+                    options::check_known(&def.options, &owners)?;
+                    let source_conn = match &def.source_connection {
+                        Some(name) => {
+                            Some(self.resolve(name, &mut redactor).map_err(|e| e.context("source_connection"))?)
+                        }
+                        None if source_reg.needs_connection => {
+                            return Err(Error::user(format!(
+                                "source_connection is empty; a {} source needs one",
+                                source_reg.name
+                            )));
+                        }
+                        None => None,
+                    };
+                    let sink_conn = self.destination(&def, sink_reg.default_connection, &mut redactor)?;
+                    let source = (source_reg.build)(SourceContext {
+                        pipeline: &def,
+                        connection: source_conn,
+                        options: &def.options,
+                    })?;
+                    let sink =
+                        (sink_reg.build)(SinkContext { pipeline: &def, connection: sink_conn, options: &def.options })?;
+                    Task::Load { source, sink }
+                }
+                TaskKind::Transform(reg) => {
+                    options::check_known(&def.options, &[RunOptions::KEYS, reg.option_keys])?;
+                    if !reg.destinations.contains(&def.destination_type.as_str()) {
+                        return Err(Error::user(format!(
+                            "destination_type `{}`: a {} pipeline runs in a {} destination",
+                            def.destination_type,
+                            reg.name,
+                            reg.destinations.join(" or ")
+                        )));
+                    }
+                    let set = def.source_connection.is_some()
+                        || def.source_table.is_some()
+                        || def.watermark_column.is_some()
+                        || !def.primary_key.is_empty()
+                        || !def.partition_by.is_empty();
+                    if set {
+                        return Err(Error::user(format!(
+                            "a {} pipeline reads nothing itself: leave {NOT_FOR_TRANSFORMS} empty, and name the \
+                             database it works in with destination_connection",
+                            reg.name
+                        )));
+                    }
+                    let connection = self.destination(&def, reg.default_connection, &mut redactor)?;
+                    Task::Transform((reg.build)(TransformContext {
+                        pipeline: &def,
+                        connection,
+                        options: &def.options,
+                    })?)
+                }
+            };
             let run_options: RunOptions = options::parse(&def.options, RunOptions::KEYS)?;
-
-            let source_conn = match &def.source_connection {
-                Some(name) => Some(self.resolve(name, &mut redactor).map_err(|e| e.context("source_connection"))?),
-                None if source_reg.needs_connection => {
-                    return Err(Error::user(format!(
-                        "source_connection is empty; a {} source needs one",
-                        source_reg.name
-                    )));
-                }
-                None => None,
-            };
-            let sink_conn = match (&def.destination_connection, sink_reg.default_connection) {
-                (Some(name), _) => {
-                    Some(self.resolve(name, &mut redactor).map_err(|e| e.context("destination_connection"))?)
-                }
-                (None, DefaultConnection::MetadataDb) => Some(self.metadata_url().clone()),
-                (None, DefaultConnection::Lake) => Some(self.default_lake(&mut redactor)?),
-                (None, DefaultConnection::None) => None,
-            };
-            let source =
-                (source_reg.build)(SourceContext { pipeline: &def, connection: source_conn, options: &def.options })?;
-            let sink = (sink_reg.build)(SinkContext { pipeline: &def, connection: sink_conn, options: &def.options })?;
-            Ok(Prepared { def, source, sink, options: run_options })
+            Ok(Prepared { def, task, options: run_options })
         })();
         match built {
             Ok(p) => Ok((p, redactor)),
@@ -280,21 +339,61 @@ impl Engine {
         }
     }
 
-    /// One attempt: read the watermark, stream the source into the sink. A
-    /// cancelled token stops it before the sink commits; once the sink has
-    /// committed, the attempt finishes its bookkeeping whatever happens.
+    /// The destination's connection: the row's, else the destination type's default.
+    fn destination(
+        &self,
+        def: &PipelineDef,
+        default: DefaultConnection,
+        redactor: &mut Redactor,
+    ) -> Result<Option<ConnectionUrl>> {
+        Ok(match (&def.destination_connection, default) {
+            (Some(name), _) => Some(self.resolve(name, redactor).map_err(|e| e.context("destination_connection"))?),
+            (None, DefaultConnection::MetadataDb) => Some(self.metadata_url().clone()),
+            (None, DefaultConnection::Lake) => Some(self.default_lake(redactor)?),
+            (None, DefaultConnection::None) => None,
+        })
+    }
+
+    /// One attempt: read the watermark, stream the source into the sink (or
+    /// run the transform). A cancelled token stops it before the sink commits;
+    /// once the sink has committed, the attempt finishes its bookkeeping
+    /// whatever happens.
     async fn attempt(&self, p: &Prepared, ctx: &RunCtx, load_seq: i64, token: &CancellationToken) -> Result<Attempted> {
         let def = &p.def;
         let config = &ctx.config;
+        let stop = || Error::user(ctx.stop_reason(def.id));
+        let (source, sink) = match &p.task {
+            Task::Load { source, sink } => (source, sink),
+            Task::Transform(transform) => {
+                let request = TransformRequest {
+                    pipeline: def.name.clone(),
+                    run_id: ctx.run_id,
+                    run_date: config.run_date,
+                    full_refresh: def.load_type == LoadType::Full,
+                    dry_run: config.skip_load,
+                };
+                // Dropping the run stops the transform's process.
+                let done = tokio::select! {
+                    done = transform.run(&request).instrument(info_span!("transform")) => done?,
+                    () = token.cancelled() => return Err(stop()),
+                };
+                return Ok(Attempted {
+                    outcome: LoadOutcome { rows_written: done.rows_affected, ..LoadOutcome::default() },
+                    watermark_before: None,
+                    details: done.details,
+                    summary: Some(done.summary),
+                });
+            }
+        };
         let stored = self.meta().watermark(def.id).await?;
         // What the destination committed wins: it is what the data holds, even if
         // the run that committed it died before updating the metadata store.
         let committed = match config.skip_load {
-            false => p.sink.committed_watermark(&def.name).await?,
+            false => sink.committed_watermark(&def.name).await?,
             true => None,
         };
         let watermark_before = if def.load_type == LoadType::Incremental { committed.or(stored) } else { None };
-        let date_sliced = def.is_date_sliced() || p.source.reads_by_date();
+        let date_sliced = def.is_date_sliced() || source.reads_by_date();
         let filter = match (&watermark_before, &def.watermark_column, date_sliced) {
             (Some(value), Some(_), false) => {
                 Some(WatermarkFilter { value: value.clone(), inclusive: !def.primary_key.is_empty() })
@@ -307,9 +406,8 @@ impl Engine {
             filter,
             watermark_before: watermark_before.clone(),
         };
-        let stop = || Error::user(ctx.stop_reason(def.id));
         let stream = tokio::select! {
-            stream = p.source.open(&request).instrument(info_span!("extract")) => stream?,
+            stream = source.open(&request).instrument(info_span!("extract")) => stream?,
             () = token.cancelled() => return Err(stop()),
         };
         for warning in &stream.warnings {
@@ -350,7 +448,7 @@ impl Engine {
                     load_seq,
                 };
                 let outcome = tokio::select! {
-                    outcome = p.sink.load(&load, stream).instrument(info_span!("load")) => outcome?,
+                    outcome = sink.load(&load, stream).instrument(info_span!("load")) => outcome?,
                     () = token.cancelled() => return Err(stop()),
                 };
                 if let Some(table) = &outcome.table {
@@ -375,7 +473,7 @@ impl Engine {
             },
         };
         let counts = counts.lock().map(|c| c.clone()).unwrap_or_default();
-        Ok(Attempted { outcome, watermark_before, details: details(&counts, &stream_warnings) })
+        Ok(Attempted { outcome, watermark_before, details: details(&counts, &stream_warnings), summary: None })
     }
 
     /// Write a pipeline that did not start (bad configuration, failed dependency) as one audit row.
@@ -391,8 +489,10 @@ struct Attempted {
     outcome: LoadOutcome,
     /// The watermark the attempt started from.
     watermark_before: Option<String>,
-    /// For `audit.details`: what the source counted and warned about.
+    /// For `audit.details`: what the source counted and warned about, or what the transform did.
     details: Option<serde_json::Value>,
+    /// A transform's one-line account of its work; `None` for a load.
+    summary: Option<String>,
 }
 
 /// `audit.details` for a load: the source's counts and warnings, if any.

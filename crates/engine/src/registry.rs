@@ -3,13 +3,15 @@
 
 use std::collections::BTreeMap;
 
-use weir_core::traits::{SinkRegistration, SourceRegistration};
+use weir_core::traits::{SinkRegistration, SourceRegistration, TransformRegistration};
 use weir_core::{Error, Result};
 
 #[derive(Clone)]
 pub struct Registry {
     sources: BTreeMap<&'static str, SourceRegistration>,
     sinks: BTreeMap<&'static str, SinkRegistration>,
+    /// Source types that run work in the destination instead of reading (`dbt`).
+    transforms: BTreeMap<&'static str, TransformRegistration>,
 }
 
 impl Registry {
@@ -21,17 +23,23 @@ impl Registry {
             weir_source_elasticsearch::REGISTRATION,
         ];
         let sinks = [weir_sink_postgres::REGISTRATION, weir_delta::REGISTRATION];
+        let transforms = [weir_transform_dbt::REGISTRATION];
         Self {
             sources: sources.into_iter().map(|r| (r.name, r)).collect(),
             sinks: sinks.into_iter().map(|r| (r.name, r)).collect(),
+            transforms: transforms.into_iter().map(|r| (r.name, r)).collect(),
         }
     }
 
-    pub fn source(&self, name: &str) -> Result<&SourceRegistration> {
-        self.sources.get(name).ok_or_else(|| {
+    /// What a `source_type` names: a source to read, or a transform to run.
+    pub fn task(&self, name: &str) -> Result<TaskKind<'_>> {
+        if let Some(t) = self.transforms.get(name) {
+            return Ok(TaskKind::Transform(t));
+        }
+        self.sources.get(name).map(TaskKind::Load).ok_or_else(|| {
             Error::user(format!(
                 "source_type `{name}` is not known; known source types: {}",
-                known(self.sources.keys())
+                known(self.sources.keys().chain(self.transforms.keys()))
             ))
         })
     }
@@ -46,6 +54,14 @@ impl Registry {
     }
 }
 
+/// The two kinds of pipeline.
+pub enum TaskKind<'a> {
+    /// A source read into a sink.
+    Load(&'a SourceRegistration),
+    /// Work run inside the destination.
+    Transform(&'a TransformRegistration),
+}
+
 fn known<'a>(names: impl Iterator<Item = &'a &'static str>) -> String {
     names.copied().collect::<Vec<_>>().join(", ")
 }
@@ -57,9 +73,10 @@ mod tests {
     #[test]
     fn unknown_types_list_the_known_ones() {
         let r = Registry::builtin();
-        assert!(r.source("parquet").is_ok() && r.sink("postgres").is_ok());
-        let err = r.source("parquett").err().map(|e| e.to_string()).unwrap_or_default();
-        assert_eq!(err, "source_type `parquett` is not known; known source types: elasticsearch, mysql, parquet");
+        assert!(matches!(r.task("parquet"), Ok(TaskKind::Load(_))) && r.sink("postgres").is_ok());
+        assert!(matches!(r.task("dbt"), Ok(TaskKind::Transform(_))));
+        let err = r.task("parquett").err().map(|e| e.to_string()).unwrap_or_default();
+        assert_eq!(err, "source_type `parquett` is not known; known source types: elasticsearch, mysql, parquet, dbt");
         assert!(r.sink("oracle").is_err());
     }
 }

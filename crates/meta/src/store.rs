@@ -192,8 +192,8 @@ impl MetaStore {
     pub async fn pipelines(&self, names: &[String], include_inactive: bool) -> Result<Vec<ControllerRow>> {
         let rows = sqlx::query(
             "SELECT id, name, source_type, source_connection, source_table, data_source,
-                    destination_type, destination_connection, schema_name, destination_table,
-                    load_type, watermark_column, primary_key, partition_by, options, depends_on,
+                    destination_type, destination_connection, schema_name,
+                    COALESCE(destination_table, '') AS destination_table, load_type, watermark_column, primary_key, partition_by, options, depends_on,
                     notify_emails, schedule, active
              FROM controller
              WHERE (cardinality($1::text[]) = 0 OR name = ANY($1))

@@ -105,12 +105,12 @@ fn html(report: &RunReport, counts: &str) -> String {
     out
 }
 
-/// The error in short, or who ran it.
+/// The error in short, who ran it, or what a transform did.
 fn note(p: &PipelineReport) -> Option<String> {
     match (&p.error, &p.ran_by) {
         (Some(e), _) => Some(short(e.lines().next().unwrap_or_default())),
         (None, Some(by)) => Some(format!("loaded by {by}")),
-        _ => None,
+        _ => p.summary.clone(),
     }
 }
 

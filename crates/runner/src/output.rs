@@ -68,7 +68,7 @@ fn duration(ms: u64) -> String {
 }
 
 pub fn run_summary(report: &RunReport, format: Format) -> Out {
-    let header = ["pipeline", "status", "attempts", "rows read", "rows written", "watermark", "duration", "error"];
+    let header = ["pipeline", "status", "attempts", "rows read", "rows written", "watermark", "duration", "note"];
     let full_errors = !matches!(format, Format::Table);
     let rows = report
         .pipelines
@@ -86,7 +86,7 @@ pub fn run_summary(report: &RunReport, format: Format) -> Out {
                     (Some(e), true, _) => e.clone(),
                     (Some(e), false, _) => short(e, 160),
                     (None, _, Some(by)) => format!("loaded by {by}"),
-                    (None, _, None) => String::new(),
+                    (None, _, None) => p.summary.clone().unwrap_or_default(),
                 },
             ]
         })
@@ -169,7 +169,10 @@ pub fn pipelines(rows: &[ControllerRow], format: Format) -> Out {
                 Some(c) => format!("{} ({c})", r.source_type),
                 None => r.source_type.clone(),
             };
-            let dest = format!("{}: {}.{}", r.destination_type, r.schema_name, r.destination_table);
+            let dest = match r.destination_table.as_str() {
+                "" => format!("{}: {}", r.destination_type, r.schema_name),
+                table => format!("{}: {}.{table}", r.destination_type, r.schema_name),
+            };
             vec![
                 r.id.to_string(),
                 r.name.clone(),

@@ -52,5 +52,5 @@ fn build(ctx: SinkContext<'_>) -> Result<Box<dyn weir_core::Sink>> {
             connection.scheme()
         )));
     }
-    Ok(Box::new(PostgresSink::new(connection, ctx.pipeline, options)))
+    Ok(Box::new(PostgresSink::new(connection, ctx.pipeline, options)?))
 }

@@ -42,8 +42,8 @@ enum Mode {
 }
 
 impl PostgresSink {
-    pub fn new(connection: ConnectionUrl, pipeline: &PipelineDef, options: PostgresOptions) -> Self {
-        Self { connection, schema: pipeline.schema_name.clone(), table: pipeline.destination_table.clone(), options }
+    pub fn new(connection: ConnectionUrl, pipeline: &PipelineDef, options: PostgresOptions) -> Result<Self> {
+        Ok(Self { connection, schema: pipeline.schema_name.clone(), table: pipeline.table()?.clone(), options })
     }
 
     /// A connection from the process's pool for this destination.

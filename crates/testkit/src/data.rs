@@ -7,7 +7,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use arrow::array::{
-    ArrayRef, Decimal128Array, Float64Array, Int16Array, Int32Array, Int64Array, RecordBatch, StringArray,
+    ArrayRef, Date32Array, Decimal128Array, Float64Array, Int16Array, Int32Array, Int64Array, RecordBatch, StringArray,
     TimestampMicrosecondArray,
 };
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
@@ -189,4 +189,115 @@ pub fn write_orders(dir: &Path, day: NaiveDate, first: i64, rows: usize, files: 
         writer.close()?;
     }
     Ok(())
+}
+
+/// The `customers` dataset: the master data orders refer to (`customer_id`
+/// 1..=[`CUSTOMERS`]), as a source system exports it: a full extract on the
+/// first day, then each day the customers that changed. Some values arrive
+/// dirty (padded, mixed-case emails; lower-case countries; capitalised
+/// segments) for the silver layer to clean.
+pub const CUSTOMERS: i32 = 100_000;
+pub const SEGMENTS: [&str; 3] = ["consumer", "business", "enterprise"];
+const CUSTOMER_COUNTRIES: [&str; 6] = ["IR", "DE", "US", "FR", "JP", "BR"];
+
+/// One customer as an extract delivers it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Customer {
+    pub customer_id: i32,
+    pub name: String,
+    /// As delivered: sometimes padded and mixed-case.
+    pub email: String,
+    /// As delivered: sometimes lower-case.
+    pub country: String,
+    /// As delivered: sometimes capitalised.
+    pub segment: String,
+    pub signup_date: NaiveDate,
+    /// Microseconds since the epoch.
+    pub updated_at: i64,
+}
+
+impl Customer {
+    /// The segment once cleaned: what silver holds.
+    pub fn clean_segment(&self) -> String {
+        self.segment.trim().to_lowercase()
+    }
+
+    /// The country once cleaned.
+    pub fn clean_country(&self) -> String {
+        self.country.trim().to_uppercase()
+    }
+}
+
+pub fn customers_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new("customer_id", DataType::Int32, false),
+        Field::new("name", DataType::Utf8, false),
+        Field::new("email", DataType::Utf8, false),
+        Field::new("country", DataType::Utf8, false),
+        Field::new("segment", DataType::Utf8, false),
+        Field::new("signup_date", DataType::Date32, false),
+        Field::new("updated_at", DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())), false),
+    ]))
+}
+
+/// Customer `id` as first exported (`changed_on = None`), or as changed on a later day.
+pub fn customer(id: i32, changed_on: Option<NaiveDate>) -> Customer {
+    let h = mix(id as u64 ^ 0xC057_0E11);
+    let epoch = NaiveDate::from_ymd_opt(2020, 1, 1).unwrap_or_default();
+    let signup_date = epoch + chrono::Duration::days((h % 1800) as i64);
+    let shift = changed_on.map(|d| chrono::Datelike::ordinal(&d) as u64).unwrap_or(0);
+    let segment = SEGMENTS[((h >> 12) + shift) as usize % SEGMENTS.len()];
+    let country = CUSTOMER_COUNTRIES[(h >> 20) as usize % CUSTOMER_COUNTRIES.len()];
+    let version_day = changed_on.unwrap_or(signup_date);
+    let midnight = version_day.and_hms_opt(0, 0, 0).unwrap_or_default().and_utc().timestamp_micros();
+    Customer {
+        customer_id: id,
+        name: format!("Customer {id}"),
+        email: match h % 7 {
+            0 => format!("  Customer{id}@Example.COM "),
+            _ => format!("customer{id}@example.com"),
+        },
+        country: if h.is_multiple_of(11) { country.to_lowercase() } else { country.to_owned() },
+        segment: if h.is_multiple_of(13) {
+            format!("{}{}", segment[..1].to_uppercase(), &segment[1..])
+        } else {
+            segment.to_owned()
+        },
+        signup_date,
+        updated_at: midnight + (h % 86_400_000_000) as i64,
+    }
+}
+
+/// The customers whose record changed on `day` (about 2%).
+pub fn customers_changed_on(day: NaiveDate) -> Vec<i32> {
+    let seed = chrono::Datelike::num_days_from_ce(&day) as u64;
+    (1..=CUSTOMERS).filter(|id| mix(*id as u64 ^ (seed << 24)).is_multiple_of(50)).collect()
+}
+
+pub fn customers_to_batch(customers: &[Customer]) -> RecordBatch {
+    let epoch = NaiveDate::from_ymd_opt(1970, 1, 1).unwrap_or_default();
+    let columns: Vec<ArrayRef> = vec![
+        Arc::new(Int32Array::from_iter_values(customers.iter().map(|c| c.customer_id))),
+        Arc::new(StringArray::from_iter_values(customers.iter().map(|c| c.name.as_str()))),
+        Arc::new(StringArray::from_iter_values(customers.iter().map(|c| c.email.as_str()))),
+        Arc::new(StringArray::from_iter_values(customers.iter().map(|c| c.country.as_str()))),
+        Arc::new(StringArray::from_iter_values(customers.iter().map(|c| c.segment.as_str()))),
+        Arc::new(Date32Array::from_iter_values(customers.iter().map(|c| (c.signup_date - epoch).num_days() as i32))),
+        Arc::new(
+            TimestampMicrosecondArray::from_iter_values(customers.iter().map(|c| c.updated_at)).with_timezone("UTC"),
+        ),
+    ];
+    RecordBatch::try_new(customers_schema(), columns).unwrap_or_else(|e| panic!("customers batch: {e}"))
+}
+
+/// The customers extract of `day` into `dir/part-00000.parquet`: every customer
+/// on the first day, else those that changed that day. Returns the rows written.
+pub fn write_customers(dir: &Path, day: NaiveDate, first_day: bool) -> anyhow::Result<usize> {
+    let customers: Vec<Customer> = match first_day {
+        true => (1..=CUSTOMERS).map(|id| customer(id, None)).collect(),
+        false => customers_changed_on(day).into_iter().map(|id| customer(id, Some(day))).collect(),
+    };
+    let batches: Vec<RecordBatch> = customers.chunks(65_536).map(customers_to_batch).collect();
+    write_parquet(&dir.join("part-00000.parquet"), &batches, 1_000_000)?;
+    Ok(customers.len())
 }

@@ -29,3 +29,14 @@ pub async fn exec(url: &str, sql: &str) -> anyhow::Result<()> {
     sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_owned())).execute(&mut conn).await?;
     Ok(())
 }
+
+/// The rows of `sql` against `url`, every column read as text (cast it to
+/// `CHAR` in the query); `NULL` as an empty string.
+pub async fn query_text(url: &str, sql: &str) -> anyhow::Result<Vec<Vec<String>>> {
+    use sqlx::Row;
+    let mut conn = MySqlConnection::connect(url).await?;
+    let rows = sqlx::query(sqlx::AssertSqlSafe(sql.to_owned())).fetch_all(&mut conn).await?;
+    rows.iter()
+        .map(|r| (0..r.len()).map(|i| Ok(r.try_get::<Option<String>, _>(i)?.unwrap_or_default())).collect())
+        .collect()
+}

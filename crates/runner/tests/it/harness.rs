@@ -140,6 +140,17 @@ impl Harness {
             .expect("to_regclass")
     }
 
+    /// The rows of `sql`, every column read as text (cast it in the query); `NULL` as "".
+    pub async fn rows(&self, sql: &str) -> Vec<Vec<String>> {
+        sqlx::query(sqlx::AssertSqlSafe(sql.to_owned()))
+            .fetch_all(&self.pool)
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e}"))
+            .iter()
+            .map(|r| (0..r.len()).map(|i| r.get::<Option<String>, _>(i).unwrap_or_default()).collect())
+            .collect()
+    }
+
     /// Every audit row of a pipeline, oldest first.
     pub async fn audits(&self, pipeline: &str) -> Vec<Audit> {
         sqlx::query(

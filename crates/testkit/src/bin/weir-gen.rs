@@ -15,7 +15,7 @@ use anyhow::Context;
 use chrono::{DateTime, NaiveDate};
 use clap::{Parser, Subcommand};
 use weir_testkit::chat::{Volume, simulate_day};
-use weir_testkit::data::{order, write_orders};
+use weir_testkit::data::{order, write_customers, write_orders};
 
 #[derive(Parser)]
 #[command(about = "Generate Weir's demo and benchmark data")]
@@ -44,6 +44,17 @@ enum Cmd {
         first: i64,
         #[arg(long, default_value_t = 1)]
         files: usize,
+    },
+    /// The `customers` extract of a day: every customer on the first day, else those that changed.
+    Customers {
+        /// Folder for the Parquet file.
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long, default_value = "20250323")]
+        date: String,
+        /// The full first extract.
+        #[arg(long)]
+        first_day: bool,
     },
     /// The chat OLTP database in MySQL/MariaDB: one simulated day of new and changed rows.
     Chat {
@@ -81,6 +92,11 @@ fn main() -> anyhow::Result<()> {
                 (None, Some(path)) => write_csv(&path, day, first, rows),
                 _ => anyhow::bail!("give exactly one of --out DIR or --csv FILE"),
             }
+        }
+        Cmd::Customers { out, date, first_day } => {
+            let rows = write_customers(&out, parse_day(&date)?, first_day)?;
+            println!("customers {date}: {rows} rows");
+            Ok(())
         }
         Cmd::Chat { mysql, date, first_day } => {
             let volume = if first_day { Volume::FIRST_DAY } else { Volume::NEXT_DAY };
