@@ -1,20 +1,23 @@
 #!/usr/bin/env bash
-# The built-in demo: generates two days of `orders` Parquet files and a chat
-# product's OLTP database in MariaDB (users, chats, members, messages with
-# edits), defines eight pipelines in the controller table (Parquet into
-# PostgreSQL and into a Delta table in demo-data/warehouse; the chat tables
-# incrementally into PostgreSQL; a civil registry's three Elasticsearch
-# indices into Delta tables), runs `runner --date` for both days with the
-# chat database changing in between, then shows the audit history, the loaded
-# rows, the lake catalog and SQL queries over the Delta tables by name. Uses a
-# local PostgreSQL and MariaDB (started or installed by scripts/services.sh),
-# the PostgreSQL database weir_demo, the MariaDB database weir_demo_chat, and
-# the test kit's Elasticsearch server (weir-es) on 127.0.0.1:9210, or the
-# cluster at $WEIR_DEMO_ES_URL.
+# The built-in demo: the three systems Weir replaces, as one set of pipelines
+# run by one `runner --date` per day, over two days of generated data:
+#   1. Parquet orders and customers → PostgreSQL bronze → dbt silver and gold;
+#   2. a chat product's MariaDB (users, chats, members, messages with edits) →
+#      PostgreSQL, incrementally → dbt's star schema (dim_time, dim_user,
+#      fact_messages, fact_chats, fact_activity);
+#   3. a civil registry's Elasticsearch indices → Delta tables → `runner query`
+#      by name.
+# Then it shows the audit history, the gold tables, the lake catalog, SQL over
+# the Delta tables, and the completion email the runs sent (caught by a local
+# SMTP server). Uses a local PostgreSQL and MariaDB and an aiosmtpd server
+# (started or installed by scripts/services.sh, as is dbt), the PostgreSQL
+# database weir_demo, the MariaDB database weir_demo_chat, and the test kit's
+# Elasticsearch server (weir-es) on 127.0.0.1:9210, or the cluster at
+# $WEIR_DEMO_ES_URL.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-eval "$(scripts/services.sh postgres mariadb)"
+eval "$(scripts/services.sh postgres mariadb smtp dbt)"
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/weir/target}
 echo "==> building runner (debug profile)"
 cargo build --quiet --locked -p weir-runner -p weir-testkit
@@ -29,9 +32,11 @@ lake=$PWD/demo-data/lake
 rm -rf demo-data
 export WEIR_CONN_LAKE=file://$lake
 export WEIR_LAKE_URI=file://$PWD/demo-data/warehouse
-step "generating Parquet files under demo-data/lake/orders/"
+step "generating Parquet files under demo-data/lake/: orders, and the customers extract (full, then changes)"
 $bin/weir-gen orders --out "$lake/orders/dt=20250323" --date 20250323 --first 1 --rows 50000 --files 2
 $bin/weir-gen orders --out "$lake/orders/dt=20250324" --date 20250324 --first 50001 --rows 20000 --files 1
+$bin/weir-gen customers --out "$lake/customers/dt=20250323" --date 20250323 --first-day
+$bin/weir-gen customers --out "$lake/customers/dt=20250324" --date 20250324
 
 step "generating the chat OLTP database in MariaDB (weir_demo_chat), first day"
 mariadb -h127.0.0.1 -uroot -e "DROP DATABASE IF EXISTS weir_demo_chat; CREATE DATABASE weir_demo_chat CHARACTER SET utf8mb4"
@@ -50,6 +55,10 @@ else
 fi
 $bin/weir-gen people --es "$WEIR_CONN_REGISTRY" --people 20000
 
+# The completion email goes to the local SMTP server, which keeps it in a Maildir.
+export WEIR_SMTP_URL=$WEIR_TEST_SMTP_URL WEIR_NOTIFY_FROM="Weir demo <weir@localhost>" WEIR_NOTIFY_TO=data-team@localhost
+mail_mark=$PWD/demo-data/day-two.mark
+
 step "runner init"
 $bin/runner init
 
@@ -58,6 +67,7 @@ psql -q "$WEIR_DATABASE_URL" <<'SQL'
 INSERT INTO controller (name, source_type, source_connection, data_source, schema_name, destination_table,
                         load_type, primary_key, watermark_column)
 VALUES ('orders_daily',  'parquet', 'lake', 'orders/dt={date}/',  'bronze', 'orders_daily',  'incremental', '{}', NULL),
+       ('customers',     'parquet', 'lake', 'customers/dt={date}/', 'bronze', 'customers',    'incremental', '{}', NULL),
        ('orders_latest', 'parquet', 'lake', 'orders/',            'bronze', 'orders_latest', 'incremental', '{order_id}', 'updated_at'),
        ('orders_snapshot','parquet','lake', 'orders/dt={date}/*.parquet', 'bronze', 'orders_snapshot', 'full', '{}', NULL);
 -- Into the lake: a Delta table at $WEIR_LAKE_URI/bronze/orders, one date slice per run.
@@ -78,6 +88,11 @@ INSERT INTO controller (name, source_type, source_connection, source_table, dest
 VALUES ('person_sabt',  'elasticsearch', 'registry', 'person_sabt',  'delta', 'sabt', 'person_sabt',  'full', '{"array_fields": ["phones"]}'),
        ('vehicle_sabt', 'elasticsearch', 'registry', 'vehicle_sabt', 'delta', 'sabt', 'vehicle_sabt', 'full', '{}'),
        ('company_sabt', 'elasticsearch', 'registry', 'company_sabt', 'delta', 'sabt', 'company_sabt', 'full', '{"array_fields": ["sectors"]}');
+-- dbt, once the bronze tables it reads are loaded: silver (typed, cleaned, deduplicated) and gold
+-- (sales aggregates; the chat star schema) in this database, incremental models built incrementally.
+INSERT INTO controller (name, source_type, data_source, schema_name, load_type, depends_on, options)
+VALUES ('warehouse', 'dbt', 'dbt_project', 'analytics', 'incremental',
+        '{orders_daily,customers,chat_users,chat_chats,chat_members,chat_messages}', '{"target": "demo"}');
 SQL
 $bin/runner pipelines
 
@@ -85,6 +100,7 @@ step "runner --date 20250323"
 $bin/runner --date 20250323
 step "the chat product's next day: new users, chats and messages; edited profiles and messages"
 $bin/weir-gen chat --mysql "$WEIR_CONN_CHAT" --date 20250324
+touch "$mail_mark"
 step "runner --date 20250324"
 $bin/runner --date 20250324
 step "runner --date 20250323 again: re-running a date replaces that date's rows"
@@ -99,6 +115,26 @@ psql "$WEIR_DATABASE_URL" -c "SELECT 'orders_daily' AS table, count(*) AS rows, 
   UNION ALL SELECT 'orders_snapshot', count(*), NULL FROM bronze.orders_snapshot"
 psql "$WEIR_DATABASE_URL" -c "SELECT order_id, customer_id, status, quantity, unit_price, total, created_at, updated_at
   FROM bronze.orders_latest ORDER BY order_id LIMIT 5"
+
+step "gold, built by dbt: sales by day and by customer segment"
+psql "$WEIR_DATABASE_URL" -c "SELECT * FROM gold.daily_sales ORDER BY order_date, status"
+psql "$WEIR_DATABASE_URL" -c "SELECT segment, sum(customers) AS customers, sum(orders) AS orders, sum(revenue) AS revenue
+  FROM gold.customer_segments GROUP BY segment ORDER BY revenue DESC"
+step "gold, the chat star schema: daily activity, the busiest chats, users renamed on day two"
+psql "$WEIR_DATABASE_URL" -c "SELECT a.date_key, t.day_name, a.daily_active_users, a.messages_sent, a.new_users, a.new_chats
+  FROM gold.fact_activity a JOIN gold.dim_time t USING (date_key) ORDER BY a.date_key"
+psql "$WEIR_DATABASE_URL" -c "SELECT c.chat_id, c.title, c.is_group, c.members, c.messages, u.username AS created_by
+  FROM gold.fact_chats c JOIN gold.dim_user u ON u.user_key = c.created_by_user_key
+  ORDER BY c.messages DESC, c.chat_id LIMIT 5"
+psql "$WEIR_DATABASE_URL" -c "SELECT m.message_id, u.display_name, m.edit_count, m.date_key
+  FROM gold.fact_messages m JOIN gold.dim_user u USING (user_key)
+  WHERE m.is_edited AND u.display_name LIKE '%✎' ORDER BY m.message_id LIMIT 3"
+step "dbt's runs, as audited: models built, tests passed, rows affected"
+psql "$WEIR_DATABASE_URL" -c "SELECT run_date, status, records_processed AS rows_affected,
+  details->'nodes_by_status'->'model'->>'success' AS models, details->'nodes_by_status'->'test'->>'pass' AS tests,
+  (SELECT n->>'rows_affected' FROM jsonb_array_elements(details->'nodes') n
+    WHERE n->>'node' = 'model.weir_demo.fact_messages') AS fact_messages_rows
+  FROM audit WHERE pipeline_name = 'warehouse' ORDER BY audit_id"
 
 step "the chat tables: the second run read only what changed (and the rows at the stored watermark, merged again)"
 psql "$WEIR_DATABASE_URL" -c "SELECT pipeline_name, run_date, records_read, watermark_after FROM audit
@@ -121,6 +157,20 @@ $bin/runner query "SELECT last_name, count(*) AS people, min(birth_date) AS olde
 $bin/runner query "SELECT p.first_name || ' ' || p.last_name AS owner, count(*) AS vehicles, max(v.model_year) AS newest
   FROM sabt.vehicle_sabt v JOIN sabt.person_sabt p ON p.national_id = v.owner_national_id
   GROUP BY 1 ORDER BY vehicles DESC, owner LIMIT 5"
+step "the completion email of runner --date 20250324, as the SMTP server received it"
+python3 - "$WEIR_TEST_MAILDIR" "$mail_mark" <<'PY'
+import email, email.policy, os, sys
+maildir, mark = sys.argv[1], os.path.getmtime(sys.argv[2])
+files = [os.path.join(maildir, d, f) for d in ("new", "cur") for f in os.listdir(os.path.join(maildir, d))]
+files = sorted((os.path.getmtime(f), f) for f in files if os.path.getmtime(f) >= mark)
+for _, path in files[:1]:
+    with open(path, "rb") as fh:
+        msg = email.message_from_binary_file(fh, policy=email.policy.default)
+    print(f"From: {msg['From']}\nTo: {msg['To']}\nSubject: {msg['Subject']}\n")
+    print(msg.get_body(preferencelist=("plain",)).get_content())
+print(f"({len(files)} message(s) since day two began; all mail is in {maildir})")
+PY
+
 echo
 echo "Explore: export WEIR_DATABASE_URL=$WEIR_DATABASE_URL WEIR_CONN_LAKE=$WEIR_CONN_LAKE WEIR_LAKE_URI=$WEIR_LAKE_URI WEIR_CONN_CHAT=$WEIR_CONN_CHAT"
 echo "         $bin/runner --help    (the Elasticsearch test server stops with this script)"

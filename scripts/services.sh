@@ -71,9 +71,10 @@ s3() {
 
 smtp() {
   local port=${WEIR_SMTP_PORT:-8025}
+  # A Maildir's three folders: aiosmtpd only makes them for a Maildir that does not exist yet.
+  mkdir -p "$STATE/maildir/tmp" "$STATE/maildir/new" "$STATE/maildir/cur"
   if ! port_open "$port"; then
     python3 -c 'import aiosmtpd' 2>/dev/null || { say "installing aiosmtpd with pip"; pip install -q aiosmtpd >&2; }
-    mkdir -p "$STATE/maildir"
     say "starting aiosmtpd on 127.0.0.1:$port, mail in $STATE/maildir"
     nohup python3 -m aiosmtpd -n -l "127.0.0.1:$port" -c aiosmtpd.handlers.Mailbox "$STATE/maildir" \
       >"$STATE/aiosmtpd.log" 2>&1 &

@@ -50,7 +50,7 @@ fn text(report: &RunReport, counts: &str) -> String {
             "{:<width$}  {:<9}  {:>12}  {:>12}  {:>9}",
             p.name,
             p.status.as_str(),
-            thousands(p.records_read),
+            rows_read(p),
             thousands(p.records_written),
             duration(p.duration_ms)
         );
@@ -92,7 +92,7 @@ fn html(report: &RunReport, counts: &str) -> String {
              <td style=\"text-align: right\">{}</td><td>{}</td></tr>",
             escape(&p.name),
             p.status.as_str(),
-            thousands(p.records_read),
+            rows_read(p),
             thousands(p.records_written),
             duration(p.duration_ms),
             note(p).as_deref().map(escape).unwrap_or_default()
@@ -111,6 +111,14 @@ fn note(p: &PipelineReport) -> Option<String> {
         (Some(e), _) => Some(short(e.lines().next().unwrap_or_default())),
         (None, Some(by)) => Some(format!("loaded by {by}")),
         _ => p.summary.clone(),
+    }
+}
+
+/// Rows read, or a dash for a transform (dbt), which reads nothing through Weir.
+fn rows_read(p: &PipelineReport) -> String {
+    match p.summary {
+        Some(_) => "-".to_owned(),
+        None => thousands(p.records_read),
     }
 }
 
@@ -187,6 +195,18 @@ mod tests {
         assert!(r.text.contains("1,234,567") && r.text.contains("1m23s"), "{}", r.text);
         assert!(r.text.contains("column `amount` changed") && !r.text.contains("second line"));
         assert!(r.html.contains("chat_&lt;messages&gt;") && !r.html.contains("<messages>"));
+    }
+
+    #[test]
+    fn a_transform_shows_what_it_did_and_no_rows_read() {
+        let mut dbt = PipelineReport::new("warehouse");
+        (dbt.status, dbt.records_written) = (Status::Success, 153_264);
+        dbt.summary = Some("dbt build: 13 models built, 39 tests passed".into());
+        let r = render(&RunReport { pipelines: vec![dbt], ..report() });
+        let row = r.text.lines().find(|l| l.starts_with("warehouse")).unwrap_or_default();
+        assert!(row.contains(" - ") && row.contains("153,264"), "{row}");
+        assert!(r.text.contains("\n    dbt build: 13 models built, 39 tests passed\n"), "{}", r.text);
+        assert!(r.html.contains("<td>dbt build: 13 models built, 39 tests passed</td>"), "{}", r.html);
     }
 
     #[test]

@@ -78,7 +78,8 @@ pub fn run_summary(report: &RunReport, format: Format) -> Out {
                 p.name.clone(),
                 p.status.as_str().to_owned(),
                 p.attempts.to_string(),
-                p.records_read.to_string(),
+                // A transform (dbt) reads nothing through Weir.
+                if p.summary.is_some() { "-".to_owned() } else { p.records_read.to_string() },
                 p.records_written.to_string(),
                 opt(&p.watermark),
                 duration(p.duration_ms),

@@ -56,7 +56,10 @@ impl Node {
 
     /// `model `fact_chats` failed: Database Error in model fact_chats …`, on one line.
     fn failure(&self) -> String {
-        let message = self.message.as_deref().unwrap_or("no message").split_whitespace().collect::<Vec<_>>().join(" ");
+        let message = self.message.as_deref().unwrap_or("no message");
+        // dbt points at the compiled SQL in its target folder, which Weir's run removes.
+        let message = message.split("compiled code at ").next().unwrap_or(message);
+        let message = message.split_whitespace().collect::<Vec<_>>().join(" ");
         let message = match message.char_indices().nth(MESSAGE_CHARS) {
             Some((at, _)) => format!("{}…", &message[..at]),
             None => message,
@@ -176,7 +179,7 @@ mod tests {
         {"unique_id": "test.weir.not_null_stg_orders_order_id.5a1b", "status": "pass", "message": null,
          "failures": 0, "execution_time": 0.05, "adapter_response": {}},
         {"unique_id": "model.weir.fact_chats", "status": "error",
-         "message": "Database Error in model fact_chats (models/gold/fact_chats.sql)\n  column \"nope\" does not exist\n  LINE 3: select nope\n                 ^",
+         "message": "Database Error in model fact_chats (models/gold/fact_chats.sql)\n  column \"nope\" does not exist\n  LINE 3: select nope\n                 ^\n  compiled code at /tmp/weir-dbt-x/target/run/weir/models/gold/fact_chats.sql",
          "failures": null, "execution_time": 0.1, "adapter_response": {}},
         {"unique_id": "test.weir.accepted_values_stg_orders_status.9f", "status": "fail",
          "message": "Got 2 results, configured to fail if != 0", "failures": 2, "execution_time": 0.04, "adapter_response": {}},
