@@ -9,7 +9,9 @@ use futures::StreamExt;
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, info, info_span, warn};
 use weir_core::options;
-use weir_core::traits::{LoadRequest, ReadRequest, SinkContext, SourceContext, WatermarkFilter};
+use weir_core::traits::{
+    LoadRequest, ReadRequest, SinkContext, SourceContext, SourceRegistration, TransformRegistration, WatermarkFilter,
+};
 use weir_core::{
     BatchStream, ConnectionUrl, ControllerRow, DefaultConnection, Error, LoadOutcome, LoadType, PipelineDef,
     PipelineReport, Redactor, Result, Sink, Source, SourceStream, Status, Transform, TransformContext,
@@ -210,12 +212,13 @@ impl Engine {
             self.emit(RunEvent::Started { pipeline: name, attempt });
             match self.attempt(prepared, ctx, load_seq, token).await {
                 Ok(Attempted { outcome, watermark_before, details, summary }) => {
+                    // A transform reads nothing through Weir.
+                    let reads = summary.is_none();
                     let end = AttemptEnd {
                         status: Status::Success,
-                        // A transform reads nothing through Weir.
-                        records_read: summary.is_none().then_some(outcome.rows_read as i64),
+                        records_read: reads.then_some(outcome.rows_read as i64),
                         records_processed: Some(outcome.rows_written as i64),
-                        bytes_read: Some(outcome.bytes_read as i64),
+                        bytes_read: reads.then_some(outcome.bytes_read as i64),
                         watermark_before,
                         watermark_after: outcome.watermark.clone(),
                         details,
@@ -274,61 +277,8 @@ impl Engine {
                 Cron::parse(expr)?;
             }
             let task = match self.registry().task(&def.source_type)? {
-                TaskKind::Load(source_reg) => {
-                    let sink_reg = self.registry().sink(&def.destination_type)?;
-                    let owners = [RunOptions::KEYS, source_reg.option_keys, sink_reg.option_keys];
-                    options::check_known(&def.options, &owners)?;
-                    let source_conn = match &def.source_connection {
-                        Some(name) => {
-                            Some(self.resolve(name, &mut redactor).map_err(|e| e.context("source_connection"))?)
-                        }
-                        None if source_reg.needs_connection => {
-                            return Err(Error::user(format!(
-                                "source_connection is empty; a {} source needs one",
-                                source_reg.name
-                            )));
-                        }
-                        None => None,
-                    };
-                    let sink_conn = self.destination(&def, sink_reg.default_connection, &mut redactor)?;
-                    let source = (source_reg.build)(SourceContext {
-                        pipeline: &def,
-                        connection: source_conn,
-                        options: &def.options,
-                    })?;
-                    let sink =
-                        (sink_reg.build)(SinkContext { pipeline: &def, connection: sink_conn, options: &def.options })?;
-                    Task::Load { source, sink }
-                }
-                TaskKind::Transform(reg) => {
-                    options::check_known(&def.options, &[RunOptions::KEYS, reg.option_keys])?;
-                    if !reg.destinations.contains(&def.destination_type.as_str()) {
-                        return Err(Error::user(format!(
-                            "destination_type `{}`: a {} pipeline runs in a {} destination",
-                            def.destination_type,
-                            reg.name,
-                            reg.destinations.join(" or ")
-                        )));
-                    }
-                    let set = def.source_connection.is_some()
-                        || def.source_table.is_some()
-                        || def.watermark_column.is_some()
-                        || !def.primary_key.is_empty()
-                        || !def.partition_by.is_empty();
-                    if set {
-                        return Err(Error::user(format!(
-                            "a {} pipeline reads nothing itself: leave {NOT_FOR_TRANSFORMS} empty, and name the \
-                             database it works in with destination_connection",
-                            reg.name
-                        )));
-                    }
-                    let connection = self.destination(&def, reg.default_connection, &mut redactor)?;
-                    Task::Transform((reg.build)(TransformContext {
-                        pipeline: &def,
-                        connection,
-                        options: &def.options,
-                    })?)
-                }
+                TaskKind::Load(source) => self.load_task(&def, source, &mut redactor)?,
+                TaskKind::Transform(transform) => self.transform_task(&def, transform, &mut redactor)?,
             };
             let run_options: RunOptions = options::parse(&def.options, RunOptions::KEYS)?;
             Ok(Prepared { def, task, options: run_options })
@@ -337,6 +287,56 @@ impl Engine {
             Ok(p) => Ok((p, redactor)),
             Err(e) => Err((e, redactor)),
         }
+    }
+
+    /// A source and a sink, connected.
+    fn load_task(&self, def: &PipelineDef, source: &SourceRegistration, redactor: &mut Redactor) -> Result<Task> {
+        let sink = self.registry().sink(&def.destination_type)?;
+        options::check_known(&def.options, &[RunOptions::KEYS, source.option_keys, sink.option_keys])?;
+        let source_conn = match &def.source_connection {
+            Some(name) => Some(self.resolve(name, redactor).map_err(|e| e.context("source_connection"))?),
+            None if source.needs_connection => {
+                return Err(Error::user(format!("source_connection is empty; a {} source needs one", source.name)));
+            }
+            None => None,
+        };
+        let sink_conn = self.destination(def, sink.default_connection, redactor)?;
+        Ok(Task::Load {
+            source: (source.build)(SourceContext { pipeline: def, connection: source_conn, options: &def.options })?,
+            sink: (sink.build)(SinkContext { pipeline: def, connection: sink_conn, options: &def.options })?,
+        })
+    }
+
+    /// A transform, in its destination. The columns that describe a read must be empty.
+    fn transform_task(
+        &self,
+        def: &PipelineDef,
+        transform: &TransformRegistration,
+        redactor: &mut Redactor,
+    ) -> Result<Task> {
+        options::check_known(&def.options, &[RunOptions::KEYS, transform.option_keys])?;
+        if !transform.destinations.contains(&def.destination_type.as_str()) {
+            return Err(Error::user(format!(
+                "destination_type `{}`: a {} pipeline runs in a {} destination",
+                def.destination_type,
+                transform.name,
+                transform.destinations.join(" or ")
+            )));
+        }
+        let reads = def.source_connection.is_some()
+            || def.source_table.is_some()
+            || def.watermark_column.is_some()
+            || !def.primary_key.is_empty()
+            || !def.partition_by.is_empty();
+        if reads {
+            return Err(Error::user(format!(
+                "a {} pipeline reads nothing itself: leave {NOT_FOR_TRANSFORMS} empty, and name the database it \
+                 works in with destination_connection",
+                transform.name
+            )));
+        }
+        let connection = self.destination(def, transform.default_connection, redactor)?;
+        Ok(Task::Transform((transform.build)(TransformContext { pipeline: def, connection, options: &def.options })?))
     }
 
     /// The destination's connection: the row's, else the destination type's default.

@@ -49,7 +49,7 @@ pub struct DbtOptions {
     pub command: Option<String>,
     /// dbt's threads (default 4).
     pub threads: Option<u32>,
-    /// Extra `--vars`; Weir always sets `run_date` (`YYYY-MM-DD`).
+    /// Extra `--vars`; Weir always sets `run_date` (`YYYY-MM-DD`), `weir_run_id` and `weir_pipeline`.
     pub vars: Option<serde_json::Map<String, serde_json::Value>>,
     /// A folder with your own `profiles.yml`: used instead of the profile Weir
     /// writes from `destination_connection`.

@@ -127,6 +127,8 @@ impl DbtTransform {
     fn vars(&self, request: &TransformRequest) -> Value {
         let mut vars = self.options.vars.clone().unwrap_or_default();
         vars.insert("run_date".into(), request.run_date.date().to_string().into());
+        vars.insert("weir_run_id".into(), request.run_id.to_string().into());
+        vars.insert("weir_pipeline".into(), request.pipeline.clone().into());
         Value::Object(vars)
     }
 }
