@@ -92,8 +92,8 @@ impl RunResults {
         counts
     }
 
-    /// `9 models built, 31 tests passed`: what succeeded, in a line.
-    pub fn summary(&self) -> String {
+    /// `9 models built, 31 tests passed`: what `dbt <command>` did, in a line.
+    pub fn summary(&self, command: &str) -> String {
         let mut counts: Vec<_> = self.counts().into_iter().collect();
         let kind_rank = |k: &str| ["seed", "snapshot", "model", "test"].iter().position(|x| *x == k).unwrap_or(4);
         let status_rank =
@@ -102,6 +102,7 @@ impl RunResults {
         let mut parts = Vec::new();
         for ((kind, status), n) in &counts {
             let verb = match (*kind, *status) {
+                (_, "success") if command == "compile" => "compiled",
                 ("model" | "snapshot", "success") => "built",
                 ("seed", "success") => "loaded",
                 ("test", "pass") => "passed",
@@ -199,7 +200,7 @@ mod tests {
              1 downstream node skipped"
         );
         assert_eq!(r.rows_affected(), 120);
-        assert_eq!(r.summary(), "1 model built, 1 model errored, 1 model skipped, 1 test passed, 1 test failed");
+        assert_eq!(r.summary("build"), "1 model built, 1 model errored, 1 model skipped, 1 test passed, 1 test failed");
         let d = r.details("build");
         assert_eq!(d["nodes_by_status"]["model"]["success"], 1);
         assert_eq!(d["nodes"][3]["failures"], 2);
@@ -216,7 +217,8 @@ mod tests {
         )
         .unwrap();
         assert_eq!(r.failure(), None);
-        assert_eq!(r.summary(), "2 models built, 1 test passed");
+        assert_eq!(r.summary("build"), "2 models built, 1 test passed");
+        assert!(r.summary("compile").starts_with("2 models compiled"));
         assert_eq!(r.rows_affected(), 7);
     }
 }

@@ -170,7 +170,7 @@ impl Transform for DbtTransform {
             },
             (None, _) => return Err(not_run(command, &done)),
         };
-        let summary = results.summary();
+        let summary = results.summary(command);
         info!(dbt = command, summary = %summary, rows_affected = results.rows_affected(), "dbt finished");
         Ok(TransformOutcome {
             rows_affected: results.rows_affected(),

@@ -215,8 +215,9 @@ async fn check_gold(h: &Harness, chat: &str, days: &[&str]) {
 async fn model_rows(h: &Harness, date: &str, model: &str) -> i64 {
     h.scalar_i64(&format!(
         "SELECT (n->>'rows_affected')::bigint FROM audit, jsonb_array_elements(details->'nodes') n
-         WHERE pipeline_name = 'warehouse' AND status = 'success' AND run_date = '{}'
-           AND n->>'node' = 'model.weir_demo.{model}'",
+         WHERE pipeline_name = 'warehouse' AND status = 'success' AND run_date = '{}' AND NOT skip_load
+           AND n->>'node' = 'model.weir_demo.{model}'
+         ORDER BY audit_id DESC LIMIT 1",
         day(date)
     ))
     .await
@@ -256,6 +257,20 @@ async fn dbt_builds_silver_and_gold_from_what_weir_loaded_over_two_days() {
     assert!((1290..1300).contains(&second), "fact_messages on day two: {second} rows");
     let users = model_rows(&h, D2, "dim_user").await;
     assert!((41..50).contains(&users), "dim_user on day two: {users} rows (30 new, 11 renamed)");
+
+    // --skip-load compiles the project and changes nothing.
+    let run = h.runner(&["--date", D2, "--skip-load", "--pipeline", "warehouse"]).await;
+    assert_eq!(run.code, 0, "{}", run.all());
+    assert!(run.stdout.contains("dbt compile: 13 models compiled"), "{}", run.stdout);
+    // load_type = 'full': --full-refresh rebuilds the incremental models from scratch, to the same values.
+    sqlx::query("UPDATE controller SET load_type = 'full' WHERE name = 'warehouse'")
+        .execute(&h.pool)
+        .await
+        .expect("full");
+    let run = h.runner(&["--date", D2, "--pipeline", "warehouse"]).await;
+    assert_eq!(run.code, 0, "{}", run.all());
+    assert_eq!(model_rows(&h, D2, "fact_messages").await, 4200, "a full refresh rebuilds every message");
+    check_gold(&h, &chat, &[D1, D2]).await;
 }
 
 fn copy_dir(from: &Path, to: &Path) {
@@ -338,6 +353,33 @@ async fn a_failing_dbt_model_fails_its_pipeline_and_names_the_model_in_audit_and
     let line = text.lines().find(|l| l.trim_start().starts_with("pipeline `warehouse`")).unwrap_or_default();
     assert!(line.contains("model `broken_revenue` errored"), "{text}");
     assert!(html.contains("model `broken_revenue` errored"), "{html}");
+
+    // A failing dbt test fails the pipeline too, named, with dbt's count.
+    std::fs::remove_file(project.join("models/gold/broken_revenue.sql")).expect("rm");
+    std::fs::create_dir_all(project.join("tests")).expect("mkdir");
+    std::fs::write(
+        project.join("tests/orders_are_never_returned.sql"),
+        "select * from {{ ref('orders') }} where status = 'returned'\n",
+    )
+    .expect("singular test");
+    sqlx::query(
+        r#"UPDATE controller SET options = '{"select": "orders customers orders_are_never_returned"}'
+                   WHERE name = 'warehouse'"#,
+    )
+    .execute(&h.pool)
+    .await
+    .expect("select");
+    let again = h.runner(&["--date", D1, "--pipeline", "warehouse"]).await;
+    assert_eq!(again.code, 1, "{}", again.all());
+    let returned = (1..=3000).filter(|id| data::order(*id, day(D1)).status == "returned").count();
+    let audit = h.last_audit("warehouse").await;
+    assert_eq!(
+        audit.error,
+        format!(
+            "pipeline `warehouse`: dbt build failed: test `orders_are_never_returned` failed: Got {returned} results, \
+             configured to fail if != 0"
+        )
+    );
 
     let everything = format!(
         "{}{}{:?}{}",
