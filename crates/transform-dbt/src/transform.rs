@@ -74,10 +74,9 @@ impl DbtTransform {
         cmd.args(&args)
             .arg("--project-dir")
             .arg(&self.project)
-            .arg("--target-path")
-            .arg(work.path().join("target"))
-            .arg("--log-path")
-            .arg(work.path().join("logs"))
+            // As variables, not flags: every dbt command takes them (`dbt debug` has no --target-path).
+            .env("DBT_TARGET_PATH", work.path().join("target"))
+            .env("DBT_LOG_PATH", work.path().join("logs"))
             .arg("--target")
             .arg(self.target())
             .env("DBT_SEND_ANONYMOUS_USAGE_STATS", "false")
@@ -87,17 +86,20 @@ impl DbtTransform {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .kill_on_drop(true);
+        // What dbt prints is logged; it must never carry the password.
+        let mut password = None;
         match (&self.options.profiles_dir, &self.connection) {
             (Some(dir), _) => {
                 cmd.arg("--profiles-dir").arg(dir);
             }
             (None, Some(conn)) => {
                 let threads = self.options.threads.unwrap_or(4);
-                let (text, password) = profile::render(conn, self.target(), &self.schema, threads);
+                let (text, secret) = profile::render(conn, self.target(), &self.schema, threads);
                 std::fs::write(work.path().join("profiles.yml"), text)
                     .map_err(|e| Error::external(format!("writing dbt's profile: {e}")))?;
                 cmd.arg("--profiles-dir").arg(work.path()).arg("--profile").arg(PROFILE);
-                cmd.env(PASSWORD_VAR, password.as_ref().map(Secret::expose).unwrap_or_default());
+                cmd.env(PASSWORD_VAR, secret.as_ref().map(Secret::expose).unwrap_or_default());
+                password = secret.filter(|p| !p.expose().is_empty());
             }
             (None, None) => return Err(Error::internal("dbt has neither a connection nor a profiles_dir")),
         }
@@ -110,7 +112,8 @@ impl DbtTransform {
             _ => Error::external(format!("starting dbt (`{exe}`): {e}")),
         })?;
         let (stdout, stderr) = (child.stdout.take(), child.stderr.take());
-        let (out_tail, err_tail, status) = tokio::join!(lines(stdout), lines(stderr), child.wait());
+        let (out_tail, err_tail, status) =
+            tokio::join!(lines(stdout, &password), lines(stderr, &password), child.wait());
         let status = status.map_err(|e| Error::external(format!("waiting for dbt: {e}")))?;
         let mut tail: Vec<String> = out_tail.into_iter().collect();
         tail.extend(err_tail);
@@ -218,11 +221,15 @@ fn strip_clock(line: &str) -> &str {
 }
 
 /// Log a stream's lines at debug level and keep its last [`TAIL_LINES`].
-async fn lines(stream: Option<impl AsyncRead + Unpin>) -> VecDeque<String> {
+async fn lines(stream: Option<impl AsyncRead + Unpin>, password: &Option<Secret>) -> VecDeque<String> {
     let mut tail = VecDeque::with_capacity(TAIL_LINES);
     let Some(stream) = stream else { return tail };
     let mut lines = BufReader::new(stream).lines();
     while let Ok(Some(line)) = lines.next_line().await {
+        let line = match password {
+            Some(p) => line.replace(p.expose(), "***"),
+            None => line,
+        };
         debug!(target: "weir::dbt", "{line}");
         if tail.len() == TAIL_LINES {
             tail.pop_front();

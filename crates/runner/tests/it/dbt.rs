@@ -393,7 +393,7 @@ async fn a_failing_dbt_model_fails_its_pipeline_and_names_the_model_in_audit_and
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_bad_dbt_pipeline_says_what_to_fix() {
-    let h = Harness::new("dbt_bad").await;
+    let mut h = Harness::new("dbt_bad").await;
     for (name, columns, expected) in [
         (
             "no_project",
@@ -423,4 +423,21 @@ async fn a_bad_dbt_pipeline_says_what_to_fix() {
         assert_eq!(audit.status, "failed");
         assert!(audit.error.starts_with(&format!("pipeline `{name}`: {expected}")), "{}", audit.error);
     }
+
+    // `runner check` runs `dbt debug`: the project parses and the warehouse answers, or says why not.
+    let project = format!("'{PROJECT}'");
+    h.pipeline("good", &[("source_type", "'dbt'"), ("data_source", &project)]).await;
+    h.pipeline(
+        "unreachable",
+        &[("source_type", "'dbt'"), ("data_source", &project), ("destination_connection", "'dw'")],
+    )
+    .await;
+    h.set_env("WEIR_CONN_DW", "postgres://loader:Sekret-42@127.0.0.1:1/dw");
+    let check = h.runner(&["check", "--pipeline", "good", "--pipeline", "unreachable"]).await;
+    assert_eq!(check.code, 1, "{}", check.all());
+    assert!(check.stdout.contains("ok      good"), "{}", check.stdout);
+    let line = check.stdout.lines().find(|l| l.contains("unreachable")).unwrap_or_default();
+    assert!(line.starts_with("FAILED  unreachable: dbt debug did not finish"), "{line}");
+    assert!(line.contains("Connection refused"), "{line}");
+    assert!(!check.all().contains("Sekret-42"), "{}", check.all());
 }
