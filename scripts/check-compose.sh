@@ -11,7 +11,7 @@ cd "$(dirname "$0")/.."
 venv=${WEIR_SERVICES_DIR:-$HOME/.cache/weir/services}/lint-venv
 if ! "$venv/bin/check-jsonschema" --version >/dev/null 2>&1; then
   echo "check-compose: installing check-jsonschema with pip into $venv" >&2
-  python3 -m venv "$venv" >&2
+  python3 -m venv "$venv" >&2 || { rm -rf "$venv"; apt-get install -y -qq python3-venv >&2; python3 -m venv "$venv" >&2; }
   "$venv/bin/pip" install -q "check-jsonschema>=0.29" >&2
 fi
 "$venv/bin/check-jsonschema" --builtin-schema vendor.compose-spec docker-compose.yml

@@ -100,7 +100,8 @@ dbt() {
   local venv=$STATE/dbt-venv
   if ! "$venv/bin/dbt" --version >/dev/null 2>&1; then
     say "installing dbt-core 1.11 and dbt-postgres with pip into $venv (a minute, once)"
-    python3 -m venv "$venv" >&2
+    command -v python3 >/dev/null || apt_install python3
+    python3 -m venv "$venv" >&2 || { rm -rf "$venv"; apt_install python3-venv; python3 -m venv "$venv" >&2; }
     "$venv/bin/pip" install -q "dbt-core>=1.11,<1.12" "dbt-postgres>=1.9,<1.11" >&2
   fi
   echo "export WEIR_DBT=$venv/bin/dbt"
