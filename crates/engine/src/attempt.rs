@@ -361,29 +361,9 @@ impl Engine {
     async fn attempt(&self, p: &Prepared, ctx: &RunCtx, load_seq: i64, token: &CancellationToken) -> Result<Attempted> {
         let def = &p.def;
         let config = &ctx.config;
-        let stop = || Error::user(ctx.stop_reason(def.id));
         let (source, sink) = match &p.task {
             Task::Load { source, sink } => (source, sink),
-            Task::Transform(transform) => {
-                let request = TransformRequest {
-                    pipeline: def.name.clone(),
-                    run_id: ctx.run_id,
-                    run_date: config.run_date,
-                    full_refresh: def.load_type == LoadType::Full,
-                    dry_run: config.skip_load,
-                };
-                // Dropping the run stops the transform's process.
-                let done = tokio::select! {
-                    done = transform.run(&request).instrument(info_span!("transform")) => done?,
-                    () = token.cancelled() => return Err(stop()),
-                };
-                return Ok(Attempted {
-                    outcome: LoadOutcome { rows_written: done.rows_affected, ..LoadOutcome::default() },
-                    watermark_before: None,
-                    details: done.details,
-                    summary: Some(done.summary),
-                });
-            }
+            Task::Transform(transform) => return self.transform(transform.as_ref(), def, ctx, token).await,
         };
         let stored = self.meta().watermark(def.id).await?;
         // What the destination committed wins: it is what the data holds, even if
@@ -406,6 +386,7 @@ impl Engine {
             filter,
             watermark_before: watermark_before.clone(),
         };
+        let stop = || Error::user(ctx.stop_reason(def.id));
         let stream = tokio::select! {
             stream = source.open(&request).instrument(info_span!("extract")) => stream?,
             () = token.cancelled() => return Err(stop()),
@@ -474,6 +455,34 @@ impl Engine {
         };
         let counts = counts.lock().map(|c| c.clone()).unwrap_or_default();
         Ok(Attempted { outcome, watermark_before, details: details(&counts, &stream_warnings), summary: None })
+    }
+
+    /// One attempt of a transform: run it, stopping it if the run is cancelled.
+    async fn transform(
+        &self,
+        transform: &dyn Transform,
+        def: &PipelineDef,
+        ctx: &RunCtx,
+        token: &CancellationToken,
+    ) -> Result<Attempted> {
+        let request = TransformRequest {
+            pipeline: def.name.clone(),
+            run_id: ctx.run_id,
+            run_date: ctx.config.run_date,
+            full_refresh: def.load_type == LoadType::Full,
+            dry_run: ctx.config.skip_load,
+        };
+        // Dropping the run stops the transform's process.
+        let done = tokio::select! {
+            done = transform.run(&request).instrument(info_span!("transform")) => done?,
+            () = token.cancelled() => return Err(Error::user(ctx.stop_reason(def.id))),
+        };
+        Ok(Attempted {
+            outcome: LoadOutcome { rows_written: done.rows_affected, ..LoadOutcome::default() },
+            watermark_before: None,
+            details: done.details,
+            summary: Some(done.summary),
+        })
     }
 
     /// Write a pipeline that did not start (bad configuration, failed dependency) as one audit row.

@@ -173,10 +173,10 @@ impl Transform for DbtTransform {
             },
             (None, _) => return Err(not_run(command, &done)),
         };
-        let summary = results.summary(command);
-        info!(dbt = command, summary = %summary, rows_affected = results.rows_affected(), "dbt finished");
+        let (summary, rows_affected) = (results.summary(command), results.rows_affected());
+        info!(dbt = command, summary = %summary, rows_affected, "dbt finished");
         Ok(TransformOutcome {
-            rows_affected: results.rows_affected(),
+            rows_affected,
             summary: format!("dbt {command}: {summary}"),
             details: Some(results.details(command)),
         })
