@@ -10,6 +10,8 @@ pub mod connection;
 pub mod date;
 pub mod error;
 pub mod ident;
+pub mod json;
+pub mod narrow;
 pub mod options;
 pub mod pipeline;
 pub mod report;

@@ -107,6 +107,9 @@ pub struct LoadOutcome {
     pub bytes_read: u64,
     /// The lake table the load committed, for the catalog (sinks that keep one).
     pub table: Option<TableEntry>,
+    /// Values the sink had to store differently, by kind (`truncated_nanoseconds`;
+    /// see [`crate::narrow::counts`]). They go to `audit.details` with the source's counts.
+    pub counts: BTreeMap<&'static str, u64>,
 }
 
 /// A lake table as the catalog records it: what a query engine needs to find it.

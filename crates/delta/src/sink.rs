@@ -48,7 +48,7 @@ use crate::location::TableLocation;
 use crate::stream::{
     OnEnd, OnceStream, Progress, RUN_DATE_COLUMN, SEQ_COLUMN, SharedProgress, run_date_field, with_field,
 };
-use crate::types::WritePlan;
+use crate::types::{WritePlan, name_needing_mapping};
 
 pub struct DeltaSink {
     location: TableLocation,
@@ -169,6 +169,27 @@ impl DeltaSink {
         Ok(())
     }
 
+    /// The table properties a new table is created with: column mapping (mode
+    /// `name`) when a column name has a character Delta takes only that way. An
+    /// existing table keeps what it has; a name it cannot take fails here,
+    /// before anything is written.
+    fn column_mapping(&self, table: &DeltaTable, plan: &WritePlan) -> Result<Vec<(String, Option<String>)>> {
+        let Some((name, c)) = name_needing_mapping(&plan.schema) else { return Ok(Vec::new()) };
+        let mapped = match table.snapshot() {
+            Err(_) => return Ok(vec![("delta.columnMapping.mode".to_owned(), Some("name".to_owned()))]),
+            Ok(state) => state.metadata().configuration().get("delta.columnMapping.mode").is_some_and(|m| m != "none"),
+        };
+        if !mapped {
+            return Err(Error::user(format!(
+                "column `{name}` has {c:?} in its name, which a Delta table takes only with column mapping, and the \
+                 table at {} was created without it (delta-rs cannot turn it on later); rename the column (in the \
+                 source, or with an alias in options.query where the source takes one), or load into a new table",
+                self.location.display()
+            )));
+        }
+        Ok(Vec::new())
+    }
+
     async fn already_committed(&self, table: &DeltaTable, request: &LoadRequest) -> Result<LoadOutcome> {
         let marker = Self::read_marker(table, &request.pipeline, request.load_seq).await?;
         info!(load_seq = request.load_seq, "this run's load is already committed to the table; not writing it again");
@@ -182,6 +203,7 @@ impl DeltaSink {
             bytes_read: bytes,
             watermark,
             table: Some(self.entry(table)?),
+            counts: Default::default(),
         })
     }
 }
@@ -302,6 +324,7 @@ impl Sink for DeltaSink {
         let existing = table.snapshot().ok().map(|s| s.snapshot().arrow_schema());
         let plan = WritePlan::new(existing.as_deref(), &source_schema)?;
         self.check_partitioning(&table, &plan)?;
+        let configuration = self.column_mapping(&table, &plan)?;
         let upsert = request.load_type == LoadType::Incremental && !request.primary_key.is_empty();
         for key in &request.primary_key {
             if plan.schema.field_with_name(key.as_str()).is_err() {
@@ -328,12 +351,13 @@ impl Sink for DeltaSink {
         let what = format!("writing the Delta table at {}", self.location.display());
 
         let result = if upsert {
-            self.merge(table, &ctx, df, &plan, request, commit).await
+            self.merge(table, &ctx, df, &plan, request, commit, configuration).await
         } else {
             let mut write = table
                 .write(Vec::new())
                 .with_input_plan(df.into_unoptimized_plan())
                 .with_partition_columns(self.partition_by.clone())
+                .with_configuration(configuration)
                 .with_commit_properties(commit);
             if let Some(mode) = schema_mode {
                 write = write.with_schema_mode(mode);
@@ -355,12 +379,17 @@ impl Sink for DeltaSink {
             // The source's own error (with its domain) beats DataFusion's wrapping of it.
             Err(e) => return Err(p.error.take().unwrap_or(e)),
         };
+        let mut counts = std::collections::BTreeMap::new();
+        if p.truncated_nanoseconds > 0 {
+            counts.insert(weir_core::narrow::counts::TRUNCATED_NANOSECONDS, p.truncated_nanoseconds);
+        }
         Ok(LoadOutcome {
             rows_written,
             rows_read: p.rows_read,
             bytes_read: p.position.bytes_read,
             watermark: p.position.watermark.take(),
             table: Some(self.entry(&table)?),
+            counts,
         })
     }
 }
@@ -376,6 +405,7 @@ impl DeltaSink {
         plan: &WritePlan,
         request: &LoadRequest,
         commit: CommitProperties,
+        configuration: Vec<(String, Option<String>)>,
     ) -> Result<(DeltaTable, u64)> {
         let what = format!("merging into the Delta table at {}", self.location.display());
         let df_error = |e: datafusion::error::DataFusionError| Error::internal(format!("{what}: {e}"));
@@ -400,6 +430,7 @@ impl DeltaSink {
                 .write(Vec::new())
                 .with_input_plan(deduplicated.into_unoptimized_plan())
                 .with_partition_columns(self.partition_by.clone())
+                .with_configuration(configuration)
                 .with_commit_properties(commit)
                 .with_save_mode(SaveMode::Append)
                 .await

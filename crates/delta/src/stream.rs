@@ -31,6 +31,8 @@ pub const SEQ_COLUMN: &str = "_weir_seq";
 pub struct Progress {
     pub position: Position,
     pub rows_read: u64,
+    /// Values whose nanoseconds were dropped (Delta keeps microseconds).
+    pub truncated_nanoseconds: u64,
     /// The first error the source or a conversion raised: it, not DataFusion's
     /// wrapping of it, is what the load reports.
     pub error: Option<Error>,
@@ -77,7 +79,7 @@ impl OnceStream {
                     Some(days) => with_run_date(&sb.batch, days)?,
                     None => sb.batch,
                 };
-                let batch = conform(&batch, &target)?;
+                let batch = conform(&batch, &target, &mut p.truncated_nanoseconds)?;
                 if !with_seq {
                     return Ok(batch);
                 }

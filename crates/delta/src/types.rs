@@ -11,21 +11,29 @@
 //! | Float16 | FLOAT |
 //! | Timestamp(any unit, zone) | TIMESTAMP (µs, UTC); without a zone TIMESTAMP_NTZ |
 //! | Date64 | DATE |
-//! | Time32/Time64 | STRING (`HH:MM:SS[.ffffff]`) |
+//! | Time32/Time64 | STRING (`HH:MM:SS` and the unit's fraction digits) |
+//! | Duration | LONG (microseconds) |
 //! | Utf8, LargeUtf8, Utf8View, Dictionary of strings | STRING |
 //! | Binary, LargeBinary, BinaryView, FixedSizeBinary | BINARY |
 //! | Decimal256 up to 38 digits | DECIMAL |
+//! | Decimal256 past 38 digits | STRING (the exact digits) |
 //! | Null | STRING (all null) |
 //! | Struct, List, LargeList, Map | the same, their children mapped |
 //!
-//! Every column is written nullable: a later load may lack it.
+//! Every column is written nullable: a later load may lack it. A map keeps
+//! its keys (never null) and its values (nullable). Nanoseconds are rounded
+//! down to microseconds and counted (`truncated_nanoseconds`).
 
 use std::collections::HashSet;
 use std::sync::Arc;
 
-use arrow::array::{ArrayRef, RecordBatch, RecordBatchOptions, new_null_array};
+use arrow::array::{
+    Array, ArrayRef, AsArray, ListArray, MapArray, RecordBatch, RecordBatchOptions, StringBuilder, StructArray,
+    new_null_array,
+};
 use arrow::compute::{CastOptions, cast_with_options};
 use arrow::datatypes::{DataType, Field, FieldRef, Fields, Schema, SchemaRef, TimeUnit};
+use weir_core::narrow;
 use weir_core::{Error, Result};
 
 /// Characters Delta does not allow in a column name (without column mapping).
@@ -43,18 +51,31 @@ pub fn delta_type(dt: &DataType) -> std::result::Result<DataType, String> {
         Float16 => Float32,
         Decimal128(p, s) if *s >= 0 => Decimal128(*p, *s),
         Decimal256(p, s) if *p <= 38 && *s >= 0 => Decimal128(*p, *s),
+        Decimal256(_, s) if *s >= 0 => Utf8,
         Decimal128(p, s) | Decimal256(p, s) => {
-            return Err(format!("DECIMAL({p},{s}) does not fit Delta's DECIMAL (at most 38 digits, scale ≥ 0)"));
+            return Err(format!("DECIMAL({p},{s}) does not fit Delta's DECIMAL (scale ≥ 0)"));
         }
         Timestamp(_, Some(_)) => Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
         Timestamp(_, None) => Timestamp(TimeUnit::Microsecond, None),
+        Duration(_) => Int64,
         Date64 => Date32,
         Time32(_) | Time64(_) | LargeUtf8 | Utf8View | Null => Utf8,
         LargeBinary | BinaryView | FixedSizeBinary(_) => Binary,
         Dictionary(_, value) => delta_type(value)?,
         Struct(fields) => Struct(delta_fields(fields)?),
-        List(f) | LargeList(f) | ListView(f) | LargeListView(f) | FixedSizeList(f, _) => List(delta_field(f)?),
-        Map(f, sorted) => Map(delta_field(f)?, *sorted),
+        List(f) | LargeList(f) | FixedSizeList(f, _) => List(delta_field(f)?),
+        Map(entries, sorted) => {
+            let DataType::Struct(kv) = entries.data_type() else {
+                return Err(format!("a map whose entries are {} is not valid Arrow", entries.data_type()));
+            };
+            let [key, value] = kv.iter().collect::<Vec<_>>()[..] else {
+                return Err("a map's entries must be a key and a value".to_owned());
+            };
+            let key = Field::new(key.name(), delta_type(key.data_type())?, false);
+            let value = delta_field(value)?;
+            let kv = Struct(vec![Arc::new(key), value].into());
+            Map(Arc::new(Field::new(entries.name(), kv, false)), *sorted)
+        }
         other => return Err(format!("{other} has no Delta type")),
     })
 }
@@ -72,17 +93,35 @@ fn delta_fields(fields: &Fields) -> std::result::Result<Fields, String> {
 pub fn delta_schema(source: &Schema) -> Result<Schema> {
     let mut fields = Vec::with_capacity(source.fields().len());
     for f in source.fields() {
-        if let Some(c) = f.name().chars().find(|c| FORBIDDEN_IN_NAMES.contains(c)) {
-            return Err(Error::user(format!(
-                "column `{}` has {c:?} in its name, which Delta does not allow; rename it in the source",
-                f.name()
-            )));
-        }
         let dt = delta_type(f.data_type())
             .map_err(|e| Error::user(format!("column `{}` cannot be stored in Delta: {e}", f.name())))?;
         fields.push(Field::new(f.name(), dt, true));
     }
     Ok(Schema::new(fields))
+}
+
+/// The first column or nested field name (as `a.b`) that Delta takes only with
+/// column mapping, and the character at fault.
+pub fn name_needing_mapping(schema: &Schema) -> Option<(String, char)> {
+    fn walk(prefix: &str, dt: &DataType) -> Option<(String, char)> {
+        match dt {
+            DataType::Struct(fields) => fields.iter().find_map(|f| {
+                let path = format!("{prefix}.{}", f.name());
+                bad_char(f.name()).map(|c| (path.clone(), c)).or_else(|| walk(&path, f.data_type()))
+            }),
+            DataType::List(f) | DataType::LargeList(f) | DataType::FixedSizeList(f, _) => walk(prefix, f.data_type()),
+            DataType::Map(f, _) => walk(prefix, f.data_type()),
+            _ => None,
+        }
+    }
+    schema
+        .fields()
+        .iter()
+        .find_map(|f| bad_char(f.name()).map(|c| (f.name().clone(), c)).or_else(|| walk(f.name(), f.data_type())))
+}
+
+fn bad_char(name: &str) -> Option<char> {
+    name.chars().find(|c| FORBIDDEN_IN_NAMES.contains(c))
 }
 
 /// What a load writes: the table's columns (in the table's order) followed by
@@ -174,15 +213,14 @@ fn widens(from: &DataType, to: &DataType) -> bool {
     }
 }
 
-/// Make `batch` have exactly `schema`: columns by name, cast, absent ones NULL.
-pub fn conform(batch: &RecordBatch, schema: &SchemaRef) -> Result<RecordBatch> {
-    let options = CastOptions { safe: false, ..Default::default() };
+/// Make `batch` have exactly `schema`: columns by name, converted, absent
+/// ones NULL. Adds the values that lost nanoseconds to `lost`.
+pub fn conform(batch: &RecordBatch, schema: &SchemaRef, lost: &mut u64) -> Result<RecordBatch> {
     let columns = schema
         .fields()
         .iter()
         .map(|f| match batch.column_by_name(f.name()) {
-            Some(c) if c.data_type() == f.data_type() => Ok(c.clone()),
-            Some(c) => cast_with_options(c, f.data_type(), &options).map_err(|e| {
+            Some(c) => convert(c, f.data_type(), lost).map_err(|e| {
                 Error::user(format!("column `{}`: a value cannot be stored as {}: {e}", f.name(), f.data_type()))
             }),
             None => Ok(new_null_array(f.data_type(), batch.num_rows())),
@@ -191,6 +229,82 @@ pub fn conform(batch: &RecordBatch, schema: &SchemaRef) -> Result<RecordBatch> {
     let options = RecordBatchOptions::new().with_row_count(Some(batch.num_rows()));
     RecordBatch::try_new_with_options(schema.clone(), columns, &options)
         .map_err(|e| Error::internal(format!("building a Delta batch: {e}")))
+}
+
+/// One column as `to` (its Delta form), children first for nested types.
+/// Only the conversions of the module's table are asked of it.
+fn convert(array: &ArrayRef, to: &DataType, lost: &mut u64) -> std::result::Result<ArrayRef, String> {
+    use DataType::*;
+    let from = array.data_type();
+    if from == to {
+        return Ok(array.clone());
+    }
+    let cast = |array: &ArrayRef, to: &DataType| {
+        cast_with_options(array, to, &CastOptions { safe: false, ..Default::default() }).map_err(|e| e.to_string())
+    };
+    let micros = |array: &ArrayRef, lost: &mut u64| {
+        let (us, n) = narrow::to_microseconds(array, "").map_err(|e| e.to_string())?;
+        *lost += n;
+        Ok::<_, String>(us)
+    };
+    Ok(match (from, to) {
+        (Dictionary(_, value), _) => convert(&cast(array, value)?, to, lost)?,
+        (Timestamp(_, _), Timestamp(_, _)) => cast(&micros(array, lost)?, to)?,
+        (Duration(_), Int64) => cast(&micros(array, lost)?, to)?,
+        (Time32(_) | Time64(_), Utf8) => time_text(array)?,
+        (Struct(_), Struct(fields)) => {
+            let s = array.as_struct();
+            let columns = s
+                .columns()
+                .iter()
+                .zip(fields.iter())
+                .map(|(c, f)| convert(c, f.data_type(), lost))
+                .collect::<std::result::Result<Vec<_>, _>>()?;
+            Arc::new(StructArray::try_new(fields.clone(), columns, s.nulls().cloned()).map_err(|e| e.to_string())?)
+        }
+        (List(_), List(item)) => {
+            let l = array.as_list::<i32>();
+            let values = convert(l.values(), item.data_type(), lost)?;
+            Arc::new(
+                ListArray::try_new(item.clone(), l.offsets().clone(), values, l.nulls().cloned())
+                    .map_err(|e| e.to_string())?,
+            )
+        }
+        (LargeList(f) | FixedSizeList(f, _), List(_)) => convert(&cast(array, &List(f.clone()))?, to, lost)?,
+        (Map(_, _), Map(entries, sorted)) => {
+            let m = array.as_map();
+            let kv: ArrayRef = Arc::new(m.entries().clone());
+            let converted = convert(&kv, entries.data_type(), lost)?;
+            Arc::new(
+                MapArray::try_new(
+                    entries.clone(),
+                    m.offsets().clone(),
+                    converted.as_struct().clone(),
+                    m.nulls().cloned(),
+                    *sorted,
+                )
+                .map_err(|e| e.to_string())?,
+            )
+        }
+        _ => cast(array, to)?,
+    })
+}
+
+/// Times of day as `HH:MM:SS` with the unit's digits (`10:00:00.100000000` for nanoseconds).
+fn time_text(array: &ArrayRef) -> std::result::Result<ArrayRef, String> {
+    let mut out = StringBuilder::with_capacity(array.len(), array.len() * 18);
+    let mut text = String::with_capacity(32);
+    let mut counts = weir_core::json::JsonCounts::default();
+    for i in 0..array.len() {
+        if array.is_null(i) {
+            out.append_null();
+            continue;
+        }
+        text.clear();
+        weir_core::json::write_value(array.as_ref(), i, &mut text, &mut counts)?;
+        out.append_value(text.trim_matches('"'));
+    }
+    Ok(Arc::new(out.finish()))
 }
 
 #[cfg(test)]
@@ -210,7 +324,7 @@ mod tests {
             DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()))
         );
         assert_eq!(delta_type(&DataType::LargeUtf8).unwrap(), DataType::Utf8);
-        assert!(delta_type(&DataType::Decimal256(50, 2)).is_err());
+        assert_eq!(delta_type(&DataType::Decimal256(50, 2)).unwrap(), DataType::Utf8);
     }
 
     #[test]
@@ -228,7 +342,7 @@ mod tests {
             vec![Arc::new(StringArray::from(vec!["a@x"])), Arc::new(Int32Array::from(vec![7]))],
         )
         .unwrap();
-        let out = conform(&batch, &plan.schema).unwrap();
+        let out = conform(&batch, &plan.schema, &mut 0).unwrap();
         assert_eq!(out.column(0).data_type(), &DataType::Int64);
         assert_eq!(out.column(1).null_count(), 1);
     }
@@ -257,7 +371,7 @@ mod tests {
         let s = Arc::new(schema(&[("n", DataType::UInt64)]));
         let batch = RecordBatch::try_new(s.clone(), vec![Arc::new(UInt64Array::from(vec![u64::MAX]))]).unwrap();
         let plan = WritePlan::new(None, &s).unwrap();
-        let out = conform(&batch, &plan.schema).unwrap();
+        let out = conform(&batch, &plan.schema, &mut 0).unwrap();
         assert_eq!(arrow::util::display::array_value_to_string(out.column(0), 0).unwrap(), "18446744073709551615");
     }
 }

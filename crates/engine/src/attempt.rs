@@ -453,7 +453,10 @@ impl Engine {
                 () = token.cancelled() => return Err(stop()),
             },
         };
-        let counts = counts.lock().map(|c| c.clone()).unwrap_or_default();
+        let mut counts = counts.lock().map(|c| c.clone()).unwrap_or_default();
+        for (key, n) in &outcome.counts {
+            *counts.entry(key).or_default() += n;
+        }
         Ok(Attempted { outcome, watermark_before, details: details(&counts, &stream_warnings), summary: None })
     }
 
@@ -504,7 +507,7 @@ struct Attempted {
     summary: Option<String>,
 }
 
-/// `audit.details` for a load: the source's counts and warnings, if any.
+/// `audit.details` for a load: the source's and the sink's counts, and the source's warnings, if any.
 fn details(counts: &BTreeMap<&'static str, u64>, warnings: &[String]) -> Option<serde_json::Value> {
     let mut details: serde_json::Map<String, serde_json::Value> =
         counts.iter().filter(|(_, n)| **n > 0).map(|(k, n)| ((*k).to_owned(), (*n).into())).collect();

@@ -237,6 +237,7 @@ impl Sink for PostgresSink {
             copied
         };
 
+        outcome.counts = encoder.counts().clone();
         record_commit(&mut tx, request, outcome.watermark.as_deref(), outcome.rows_written).await?;
         tx.commit().await.map_err(|e| db_error(e, "committing the load"))?;
         Ok(outcome)
@@ -258,6 +259,9 @@ async fn prepare_table(
     mode: Mode,
 ) -> Result<Vec<ColumnPlan>> {
     let fields = schema.fields();
+    for field in fields {
+        check_name_length(field.name())?;
+    }
     let Some(existing) = existing else {
         let plans: Vec<ColumnPlan> = fields.iter().map(|f| new_column(f)).collect();
         let mut columns: Vec<(String, String)> = plans.iter().map(|p| (p.name.clone(), p.pg_type.clone())).collect();
@@ -302,6 +306,25 @@ async fn prepare_table(
         .await?;
     }
     Ok(plans)
+}
+
+/// PostgreSQL keeps the first 63 bytes of a name and drops the rest without a
+/// word, so two long names could become one column: refuse them.
+pub(crate) fn check_name_length(name: &str) -> Result<()> {
+    const MAX_NAME: usize = 63;
+    if name.len() <= MAX_NAME {
+        return Ok(());
+    }
+    let mut cut = MAX_NAME;
+    while !name.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    Err(Error::user(format!(
+        "column `{name}` is {} bytes long, and PostgreSQL keeps only 63 bytes of a name (`{}`); \
+         rename it in the source, or with an alias in options.query where the source takes one",
+        name.len(),
+        &name[..cut]
+    )))
 }
 
 /// Merge the staged rows: the latest row per key (by watermark column, then
@@ -419,11 +442,17 @@ pub(crate) fn db_error(e: sqlx::Error, doing: &str) -> Error {
         }
         sqlx::Error::Database(db) => {
             let code = db.code().unwrap_or_default().into_owned();
+            // Where in a COPY the server was: `COPY orders, line 3, column amount: "…"`.
+            let at = db
+                .try_downcast_ref::<sqlx::postgres::PgDatabaseError>()
+                .and_then(|pg| pg.r#where())
+                .map(|w| format!(" at {}", w.lines().next().unwrap_or(w)))
+                .unwrap_or_default();
             if retryable_code(&code) {
                 Error::transient(format!("{doing}: {db}"))
             } else if code.starts_with("22") || code.starts_with("23") || code.starts_with("42") {
                 // data exceptions, constraint violations, bad names or types
-                Error::user(format!("{doing}: {db} (SQLSTATE {code})"))
+                Error::user(format!("{doing}: {db}{at} (SQLSTATE {code})"))
             } else {
                 Error::external(format!("{doing}: {db} (SQLSTATE {code})"))
             }

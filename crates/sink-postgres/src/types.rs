@@ -4,15 +4,19 @@
 //! Binary COPY sends each value in the exact binary format of the column's type,
 //! so every column is cast to the Arrow type whose encoding matches it.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
-use arrow::array::{Array, ArrayRef, RecordBatch, StringBuilder};
+use arrow::array::{Array, ArrayRef, AsArray, RecordBatch};
 use arrow::compute::{CastOptions, cast_with_options};
-use arrow::datatypes::{DataType, Field, FieldRef, Schema, SchemaRef, TimeUnit};
+use arrow::datatypes::{
+    DataType, Date32Type, Date64Type, Field, FieldRef, Schema, SchemaRef, Time64MicrosecondType, TimeUnit,
+    TimestampMicrosecondType,
+};
 use pgpq::ArrowToPostgresBinaryEncoder;
 use pgpq::encoders::{EncoderBuilder, StringEncoderBuilder};
 use pgpq::pg_schema::PostgresType;
+use weir_core::narrow::{self, counts as narrow_counts};
 use weir_core::{Error, Result, quote_ident};
 
 /// How one source column is written.
@@ -50,6 +54,8 @@ fn default_type(dt: &DataType) -> Option<(String, DataType)> {
         Float64 => t("double precision", Float64),
         Decimal32(p, s) | Decimal64(p, s) | Decimal128(p, s) => Some(numeric(*p, *s)),
         Decimal256(p, s) if *p <= 38 => Some(numeric(*p, *s)),
+        // pgpq encodes numerics up to 38 digits: wider ones are their exact digits as text.
+        Decimal256(_, _) => t("text", Utf8),
         Date32 | Date64 => t("date", Date32),
         Timestamp(_, None) => t("timestamp", Timestamp(TimeUnit::Microsecond, None)),
         Timestamp(_, Some(tz)) => t("timestamptz", Timestamp(TimeUnit::Microsecond, Some(tz.clone()))),
@@ -202,6 +208,8 @@ pub struct BatchEncoder {
     encoder: ArrowToPostgresBinaryEncoder,
     /// A constant column appended to every row (`_weir_run_date`).
     constant: Option<(String, ArrayRef)>,
+    /// Values written with fewer digits or in another form, by `audit.details` key.
+    counts: BTreeMap<&'static str, u64>,
 }
 
 impl BatchEncoder {
@@ -225,7 +233,7 @@ impl BatchEncoder {
             }
         }
         let encoder = ArrowToPostgresBinaryEncoder::try_new_with_encoders(&schema, &encoders).map_err(encode_error)?;
-        Ok(Self { plans, schema, encoder, constant })
+        Ok(Self { plans, schema, encoder, constant, counts: BTreeMap::new() })
     }
 
     /// The quoted column list for `COPY … (…)`.
@@ -248,19 +256,9 @@ impl BatchEncoder {
 
     /// Convert `batch` (with the source schema the plans were made from) and append it to `out`.
     pub fn encode(&mut self, batch: &RecordBatch, out: &mut bytes::BytesMut) -> Result<()> {
-        let options = CastOptions { safe: false, ..Default::default() };
         let mut columns = Vec::with_capacity(self.schema.fields().len());
         for (plan, column) in self.plans.iter().zip(batch.columns()) {
-            let converted = if plan.to_json {
-                to_json_text(column, &plan.name)?
-            } else if column.data_type() != &plan.arrow {
-                cast_with_options(column, &plan.arrow, &options).map_err(|e| {
-                    Error::user(format!("column `{}`: a value cannot be written as {} ({e})", plan.name, plan.pg_type))
-                })?
-            } else {
-                column.clone()
-            };
-            columns.push(converted);
+            columns.push(convert(plan, column, &mut self.counts)?);
         }
         if let Some((_, value)) = &self.constant {
             let repeated = arrow::compute::take(
@@ -273,27 +271,154 @@ impl BatchEncoder {
         let converted = RecordBatch::try_new(self.schema.clone(), columns)?;
         self.encoder.write_batch(&converted, out).map_err(encode_error)
     }
+
+    /// What the conversions changed so far, for `audit.details`.
+    pub fn counts(&self) -> &BTreeMap<&'static str, u64> {
+        &self.counts
+    }
 }
 
-/// Each value as JSON text (structs, maps and nested lists go to `jsonb`).
-fn to_json_text(column: &ArrayRef, name: &str) -> Result<ArrayRef> {
-    let field = Arc::new(Field::new(name, column.data_type().clone(), true));
-    let options = arrow::json::writer::EncoderOptions::default();
-    let mut encoder = arrow::json::writer::make_encoder(&field, column.as_ref(), &options)?;
-    let mut out = StringBuilder::with_capacity(column.len(), column.len() * 32);
-    let mut buf = Vec::with_capacity(256);
-    for i in 0..column.len() {
-        if column.is_null(i) {
-            out.append_null();
-            continue;
+/// One source column as the Arrow type its PostgreSQL column is encoded from.
+/// Values PostgreSQL cannot hold fail naming the column; values it holds with
+/// fewer digits are counted.
+fn convert(plan: &ColumnPlan, column: &ArrayRef, counts: &mut BTreeMap<&'static str, u64>) -> Result<ArrayRef> {
+    let mut add = |key: &'static str, n: u64| {
+        if n > 0 {
+            *counts.entry(key).or_default() += n;
         }
-        buf.clear();
-        encoder.encode(i, &mut buf);
-        let text = std::str::from_utf8(&buf)
-            .map_err(|e| Error::internal(format!("column `{name}`: JSON encoding produced invalid UTF-8: {e}")))?;
-        out.append_value(text);
+    };
+    if plan.to_json {
+        let (json, found) = weir_core::json::encode_column(column.as_ref(), &plan.name)?;
+        if found.nul_chars > 0 {
+            return Err(nul_error(&plan.name));
+        }
+        add(narrow_counts::JSON_SPECIAL_FLOATS, found.special_floats);
+        add(narrow_counts::JSON_DUPLICATE_MAP_KEYS, found.duplicate_map_keys);
+        return Ok(json);
     }
-    Ok(Arc::new(out.finish()))
+    let (column, lost) = narrow::to_microseconds(column, &plan.name)?;
+    add(narrow_counts::TRUNCATED_NANOSECONDS, lost);
+    check_holds(&column, &plan.name)?;
+    if column.data_type() == &plan.arrow {
+        return Ok(column);
+    }
+    let options = CastOptions { safe: false, ..Default::default() };
+    cast_with_options(&column, &plan.arrow, &options).map_err(|e| {
+        Error::user(format!("column `{}`: a value cannot be written as {} ({e})", plan.name, plan.pg_type))
+    })
+}
+
+/// PostgreSQL's limits on values: a `text` or `bytea` field holds at most 1 GB
+/// and no U+0000; a date or timestamp starts at 4713 BC; a time is a time of day.
+fn check_holds(column: &ArrayRef, name: &str) -> Result<()> {
+    const MAX_FIELD: usize = 0x3FFF_FFFF;
+    // Days and microseconds from 1970 of PostgreSQL's first date and timestamp (4713-11-24 BC).
+    const MIN_DATE: i32 = -2_440_588;
+    const END_DATE: i32 = 2_145_042_906;
+    const MIN_TIMESTAMP: i64 = -210_866_803_200_000_000;
+    let too_long = |len: usize| {
+        Error::user(format!(
+            "column `{name}`: a value of {len} bytes is larger than the 1 GB PostgreSQL allows in one field; \
+             leave the column out, or load it into Delta"
+        ))
+    };
+    let first_bad = |ok: &dyn Fn(usize) -> bool, len: usize| (0..len).find(|&i| column.is_valid(i) && !ok(i));
+    match column.data_type() {
+        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => {
+            for value in string_values(column).into_iter().flatten() {
+                if value.len() > MAX_FIELD {
+                    return Err(too_long(value.len()));
+                }
+                if value.as_bytes().contains(&0) {
+                    return Err(nul_error(name));
+                }
+            }
+        }
+        DataType::Binary | DataType::LargeBinary | DataType::BinaryView | DataType::FixedSizeBinary(_) => {
+            let longest = (0..column.len()).map(|i| binary_len(column, i)).max().unwrap_or(0);
+            if longest > MAX_FIELD {
+                return Err(too_long(longest));
+            }
+        }
+        DataType::Date32 => {
+            let days = column.as_primitive::<Date32Type>();
+            if let Some(i) = first_bad(&|i| (MIN_DATE..END_DATE).contains(&days.value(i)), column.len()) {
+                return Err(out_of_range(name, "date", &value_text(column, i), "4713 BC to 5874897 AD"));
+            }
+        }
+        DataType::Date64 => {
+            let ms = column.as_primitive::<Date64Type>();
+            let ok = |i: usize| {
+                let v = ms.value(i);
+                v.rem_euclid(86_400_000) == 0
+                    && (i64::from(MIN_DATE)..i64::from(END_DATE)).contains(&v.div_euclid(86_400_000))
+            };
+            if let Some(i) = first_bad(&ok, column.len()) {
+                return Err(out_of_range(name, "date", &value_text(column, i), "whole days, 4713 BC to 5874897 AD"));
+            }
+        }
+        DataType::Timestamp(TimeUnit::Microsecond, _) => {
+            let us = column.as_primitive::<TimestampMicrosecondType>();
+            if let Some(i) = first_bad(&|i| us.value(i) >= MIN_TIMESTAMP, column.len()) {
+                return Err(out_of_range(name, "timestamp", &value_text(column, i), "4713 BC to 294276 AD"));
+            }
+        }
+        DataType::Time64(TimeUnit::Microsecond) => {
+            let us = column.as_primitive::<Time64MicrosecondType>();
+            if let Some(i) = first_bad(&|i| (0..=86_400_000_000).contains(&us.value(i)), column.len()) {
+                return Err(out_of_range(name, "time", &us.value(i).to_string(), "00:00:00 to 24:00:00"));
+            }
+        }
+        DataType::List(_) | DataType::LargeList(_) | DataType::FixedSizeList(_, _) => {
+            check_holds(&list_values(column), name)?;
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+fn string_values(column: &ArrayRef) -> Vec<Option<&str>> {
+    match column.data_type() {
+        DataType::Utf8 => column.as_string::<i32>().iter().collect(),
+        DataType::LargeUtf8 => column.as_string::<i64>().iter().collect(),
+        _ => column.as_string_view().iter().collect(),
+    }
+}
+
+fn binary_len(column: &ArrayRef, i: usize) -> usize {
+    match column.data_type() {
+        DataType::Binary => column.as_binary::<i32>().value_length(i) as usize,
+        DataType::LargeBinary => column.as_binary::<i64>().value_length(i) as usize,
+        DataType::BinaryView => column.as_binary_view().value(i).len(),
+        _ => column.as_fixed_size_binary().value_length() as usize,
+    }
+}
+
+/// The items of every list of a list column.
+fn list_values(column: &ArrayRef) -> ArrayRef {
+    match column.data_type() {
+        DataType::List(_) => column.as_list::<i32>().values().clone(),
+        DataType::LargeList(_) => column.as_list::<i64>().values().clone(),
+        _ => column.as_fixed_size_list().values().clone(),
+    }
+}
+
+fn value_text(column: &ArrayRef, i: usize) -> String {
+    arrow::util::display::array_value_to_string(column, i).unwrap_or_else(|_| "?".to_owned())
+}
+
+fn out_of_range(name: &str, what: &str, value: &str, range: &str) -> Error {
+    Error::user(format!(
+        "column `{name}`: the value {value} is outside PostgreSQL's {what} range ({range}); \
+         fix it in the source, or load the column into Delta"
+    ))
+}
+
+fn nul_error(name: &str) -> Error {
+    Error::user(format!(
+        "column `{name}`: a value holds the character U+0000, which PostgreSQL cannot store in text or jsonb; \
+         remove it in the source, or load the column as binary"
+    ))
 }
 
 fn encode_error(e: pgpq::error::ErrorKind) -> Error {
@@ -349,15 +474,33 @@ mod tests {
     }
 
     #[test]
-    fn structs_become_json_text() {
+    fn structs_become_json_text_with_their_nulls() {
         use arrow::array::{Int32Array, StructArray};
         let s = StructArray::from(vec![(
             Arc::new(f("a", DataType::Int32)),
             Arc::new(Int32Array::from(vec![Some(1), None])) as ArrayRef,
         )]);
-        let json = to_json_text(&(Arc::new(s) as ArrayRef), "s").unwrap();
-        let json = json.as_any().downcast_ref::<arrow::array::StringArray>().unwrap();
+        let plan = new_column(&f("s", s.data_type().clone()));
+        let mut counts = BTreeMap::new();
+        let json = convert(&plan, &(Arc::new(s) as ArrayRef), &mut counts).unwrap();
+        let json = json.as_string::<i32>();
         assert_eq!(json.value(0), r#"{"a":1}"#);
-        assert_eq!(json.value(1), "{}");
+        assert_eq!(json.value(1), r#"{"a":null}"#);
+    }
+
+    #[test]
+    fn values_postgres_cannot_hold_fail_naming_the_column() {
+        use arrow::array::{Date32Array, StringArray, TimestampNanosecondArray};
+        let mut counts = BTreeMap::new();
+        let text: ArrayRef = Arc::new(StringArray::from(vec!["a\0b"]));
+        let err = convert(&new_column(&f("note", DataType::Utf8)), &text, &mut counts).unwrap_err().to_string();
+        assert!(err.contains("column `note`") && err.contains("U+0000"), "{err}");
+        let dates: ArrayRef = Arc::new(Date32Array::from(vec![i32::MIN]));
+        let err = convert(&new_column(&f("d", DataType::Date32)), &dates, &mut counts).unwrap_err().to_string();
+        assert!(err.contains("column `d`") && err.contains("date range"), "{err}");
+        let ns: ArrayRef = Arc::new(TimestampNanosecondArray::from(vec![1_001, 2_000]));
+        let plan = new_column(&f("t", ns.data_type().clone()));
+        convert(&plan, &ns, &mut counts).unwrap();
+        assert_eq!(counts.get("truncated_nanoseconds"), Some(&1));
     }
 }
