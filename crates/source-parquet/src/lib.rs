@@ -6,6 +6,8 @@
 //! read in path order, row group by row group; their schemas must agree
 //! (columns matched by name, integer and float widths widened).
 
+mod checksum;
+mod file;
 mod location;
 mod reader;
 mod schema;

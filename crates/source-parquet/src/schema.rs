@@ -3,8 +3,9 @@
 use std::sync::Arc;
 
 use arrow::array::{ArrayRef, RecordBatch, new_null_array};
+use arrow::compute::{CastOptions, cast_with_options};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
-use weir_core::{Error, Result};
+use weir_core::{Error, Result, narrow};
 
 /// Merge file schemas by column name, in first-seen order. Every column is
 /// nullable: a column missing from one file loads as NULL for its rows.
@@ -61,8 +62,11 @@ fn widen(a: &DataType, b: &DataType) -> Option<DataType> {
         (Float32 | Float64, Float32 | Float64) => Some(Float64),
         (Utf8 | LargeUtf8 | Utf8View, Utf8 | LargeUtf8 | Utf8View) => Some(Utf8),
         (Binary | LargeBinary | BinaryView, Binary | LargeBinary | BinaryView) => Some(Binary),
+        // Files in different units meet at microseconds, what the destinations keep
+        // (nanoseconds would overflow for the other file's values past 2262).
         (Timestamp(ua, za), Timestamp(ub, zb)) if za.is_some() == zb.is_some() => {
             let unit = if unit_rank(ua) >= unit_rank(ub) { *ua } else { *ub };
+            let unit = if ua != ub && unit == TimeUnit::Nanosecond { TimeUnit::Microsecond } else { unit };
             Some(Timestamp(unit, za.clone()))
         }
         (Dictionary(_, va), other) | (other, Dictionary(_, va)) => widen(va, other),
@@ -70,24 +74,38 @@ fn widen(a: &DataType, b: &DataType) -> Option<DataType> {
     }
 }
 
-/// Reorder, cast and null-fill `batch` so that it has exactly `schema`.
-pub fn conform(batch: RecordBatch, schema: &SchemaRef) -> Result<RecordBatch> {
+/// Reorder, cast and null-fill `batch` so that it has exactly `schema`; also
+/// returns how many values lost nanoseconds on the way to microseconds. A value
+/// a cast cannot carry fails naming the column, never becomes NULL.
+pub fn conform(batch: RecordBatch, schema: &SchemaRef) -> Result<(RecordBatch, u64)> {
     if batch.schema() == *schema {
-        return Ok(batch);
+        return Ok((batch, 0));
     }
     let rows = batch.num_rows();
+    let mut lost = 0;
+    let options = CastOptions { safe: false, ..Default::default() };
     let columns = schema
         .fields()
         .iter()
         .map(|field| match batch.column_by_name(field.name()) {
             None => Ok(new_null_array(field.data_type(), rows)),
             Some(col) if col.data_type() == field.data_type() => Ok(col.clone()),
-            Some(col) => arrow::compute::cast(col, field.data_type()).map_err(|e| {
-                Error::user(format!("column `{}` cannot be read as {}: {e}", field.name(), field.data_type()))
-            }),
+            Some(col) => {
+                let col = match (col.data_type(), field.data_type()) {
+                    (DataType::Timestamp(TimeUnit::Nanosecond, _), DataType::Timestamp(TimeUnit::Microsecond, _)) => {
+                        let (us, n) = narrow::to_microseconds(col, field.name())?;
+                        lost += n;
+                        us
+                    }
+                    _ => col.clone(),
+                };
+                cast_with_options(&col, field.data_type(), &options).map_err(|e| {
+                    Error::user(format!("column `{}` cannot be read as {}: {e}", field.name(), field.data_type()))
+                })
+            }
         })
         .collect::<Result<Vec<ArrayRef>>>()?;
-    Ok(RecordBatch::try_new(schema.clone(), columns)?)
+    Ok((RecordBatch::try_new(schema.clone(), columns)?, lost))
 }
 
 #[cfg(test)]

@@ -1,13 +1,13 @@
+use std::collections::BTreeMap;
+
 use futures::{StreamExt, TryStreamExt, stream};
-use object_store::ObjectMeta;
-use parquet::arrow::ParquetRecordBatchStreamBuilder;
-use parquet::arrow::arrow_reader::ArrowReaderMetadata;
+use weir_core::narrow::counts::TRUNCATED_NANOSECONDS;
 use weir_core::traits::non_empty;
 use weir_core::watermark::{MaxTracker, filter_batch};
 use weir_core::{ConnectionUrl, Error, Position, ReadRequest, Result, Source, SourceBatch, SourceStream};
 
-use crate::location::{Location, store_error};
-use crate::reader::ObjectReader;
+use crate::file::{FOOTER_ROW_COUNT_MISMATCH, ParquetFile, Reading};
+use crate::location::Location;
 use crate::schema::{conform, unify};
 
 /// How many footers are fetched at once when a run opens many files.
@@ -17,13 +17,27 @@ const FOOTER_CONCURRENCY: usize = 8;
 #[derive(Debug, Clone, Default, serde::Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ParquetOptions {
-    /// Rows per Arrow batch (default 65536).
+    /// Rows per Arrow batch at most (default 65536).
     pub batch_size: Option<usize>,
+    /// Bytes per Arrow batch, roughly (default 32 MiB): a row group of wide
+    /// rows is read in batches of fewer rows, down to one.
+    pub batch_bytes: Option<usize>,
+    /// Check each page against its CRC-32 when the file has them (default true).
+    pub verify_checksums: Option<bool>,
 }
 
 impl ParquetOptions {
-    pub const KEYS: &'static [&'static str] = &["batch_size"];
+    pub const KEYS: &'static [&'static str] = &["batch_size", "batch_bytes", "verify_checksums"];
     const DEFAULT_BATCH_SIZE: usize = 65_536;
+    const DEFAULT_BATCH_BYTES: usize = 32 * 1024 * 1024;
+
+    fn reading(&self) -> Reading {
+        Reading {
+            batch_rows: self.batch_size.unwrap_or(Self::DEFAULT_BATCH_SIZE).max(1),
+            batch_bytes: self.batch_bytes.unwrap_or(Self::DEFAULT_BATCH_BYTES).max(1),
+            verify_checksums: self.verify_checksums.unwrap_or(true),
+        }
+    }
 }
 
 /// Reads the Parquet files a run's `data_source` names.
@@ -62,10 +76,19 @@ impl Source for ParquetSource {
                 request.run_date
             )));
         }
-        let metadata = read_footers(&location, &files).await?;
-        let names: Vec<String> = files.iter().map(|f| location.describe_file(&f.location)).collect();
-        let schemas: Vec<_> = metadata.iter().map(|m| m.schema().clone()).collect();
+        let files = read_footers(&location, &files).await?;
+        let schemas: Vec<_> = files.iter().map(|f| f.metadata.schema().clone()).collect();
+        let names: Vec<String> = files.iter().map(|f| f.name.clone()).collect();
         let schema = unify(&schemas, &names)?;
+        let mut warnings = Vec::new();
+        let mut counts = BTreeMap::new();
+        for file in &files {
+            if let Some(warning) = &file.warning {
+                tracing::warn!(file = %file.name, "{warning}");
+                warnings.push(warning.clone());
+                *counts.entry(FOOTER_ROW_COUNT_MISMATCH).or_insert(0u64) += 1;
+            }
+        }
 
         let mut tracker = match &request.watermark_column {
             Some(col) => {
@@ -80,23 +103,13 @@ impl Source for ParquetSource {
             None => None,
         };
         let filter = request.filter.clone().zip(request.watermark_column.clone());
-        let batch_size = self.options.batch_size.unwrap_or(ParquetOptions::DEFAULT_BATCH_SIZE).max(1);
-
+        let reading = self.options.reading();
         let store = location.store.clone();
-        let per_file = files.into_iter().zip(metadata).zip(names).map(move |((file, meta), name)| {
-            let reader = ObjectReader::new(store.clone(), &file);
-            let opened = ParquetRecordBatchStreamBuilder::new_with_metadata(reader, meta)
-                .with_batch_size(batch_size)
-                .build()
-                .map_err(|e| corrupt(&name, e));
-            match opened {
-                Ok(batches) => batches
-                    .map_err(move |e| corrupt(&name, e))
-                    .enumerate()
-                    .map(move |(i, b)| b.map(|b| (if i == 0 { file.size } else { 0 }, b)))
-                    .boxed(),
-                Err(e) => stream::once(async { Err(e) }).boxed(),
-            }
+        let per_file = files.into_iter().map(move |file| {
+            let size = file.size;
+            file.batches(store.clone(), reading)
+                .enumerate()
+                .map(move |(i, b)| b.map(|b| (if i == 0 { size } else { 0 }, b)))
         });
 
         let conform_to = schema.clone();
@@ -106,7 +119,10 @@ impl Source for ParquetSource {
             .map(move |item| {
                 let (bytes, batch) = item?;
                 bytes_read += bytes;
-                let mut batch = conform(batch, &conform_to)?;
+                let (mut batch, lost) = conform(batch, &conform_to)?;
+                if lost > 0 {
+                    *counts.entry(TRUNCATED_NANOSECONDS).or_insert(0) += lost;
+                }
                 if let Some((f, col)) = &filter {
                     batch = filter_batch(&batch, col.as_str(), f)?;
                 }
@@ -116,40 +132,17 @@ impl Source for ParquetSource {
                 let position = Position {
                     watermark: tracker.as_ref().and_then(|t| t.value().map(str::to_owned)),
                     bytes_read,
-                    ..Default::default()
+                    counts: counts.clone(),
                 };
                 Ok(SourceBatch { batch, position })
             })
             .try_filter(|b| futures::future::ready(non_empty(&b.batch)))
             .boxed();
-        Ok(SourceStream::new(schema, batches))
+        Ok(SourceStream { schema, batches, warnings })
     }
 }
 
-async fn read_footers(location: &Location, files: &[ObjectMeta]) -> Result<Vec<ArrowReaderMetadata>> {
-    let reads: Vec<_> = files
-        .iter()
-        .map(|file| {
-            let mut reader = ObjectReader::new(location.store.clone(), file);
-            let name = location.describe_file(&file.location);
-            async move {
-                ArrowReaderMetadata::load_async(&mut reader, Default::default()).await.map_err(|e| corrupt(&name, e))
-            }
-        })
-        .collect();
+async fn read_footers(location: &Location, files: &[object_store::ObjectMeta]) -> Result<Vec<ParquetFile>> {
+    let reads: Vec<_> = files.iter().map(|file| ParquetFile::open(location, file)).collect();
     stream::iter(reads).buffered(FOOTER_CONCURRENCY).try_collect().await
-}
-
-/// A read error names the file: a broken file is the user's to replace, a store
-/// that stopped answering is retried.
-fn corrupt(file: &str, e: parquet::errors::ParquetError) -> Error {
-    match e {
-        parquet::errors::ParquetError::External(inner) => match inner.downcast::<object_store::Error>() {
-            Ok(store) => store_error(*store, &format!("reading `{file}`")),
-            Err(other) => Error::transient(format!("reading `{file}`: {other}")),
-        },
-        other => {
-            Error::user(format!("`{file}` is not a readable Parquet file ({other}); replace or remove it and re-run"))
-        }
-    }
 }
