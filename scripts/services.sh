@@ -84,12 +84,15 @@ smtp() {
   echo "export WEIR_TEST_MAILDIR=$STATE/maildir"
 }
 
-# Not a server: the independent Delta reader the tests check tables with
-# (the Python deltalake package, delta-rs's Python binding, and pyarrow).
+# Not a server: the independent readers the tests check tables with: the Python
+# deltalake package (delta-rs's Python binding) with pyarrow, DuckDB with its delta
+# and httpfs extensions (from PyPI, loaded by path: no download at run time), and
+# psycopg, the type matrix's own PostgreSQL client.
 deltalake() {
-  if ! python3 -c 'import deltalake, pyarrow' 2>/dev/null; then
-    say "installing the Python deltalake reader with pip"
-    pip install -q "deltalake>=1.2,<2" "pyarrow>=15" >&2
+  if ! python3 -c 'import deltalake, pyarrow, duckdb, duckdb_extension_delta, duckdb_extension_httpfs, psycopg' 2>/dev/null; then
+    say "installing the Python readers (deltalake, pyarrow, DuckDB with delta, psycopg) with pip"
+    pip install -q "deltalake>=1.2,<2" "pyarrow>=15" "duckdb==1.5.5" "duckdb-extension-delta==1.5.5" \
+      "duckdb-extension-httpfs==1.5.5" "psycopg[binary]>=3.1,<4" >&2
   fi
   echo "export WEIR_TEST_DELTA_READER=python3"
 }

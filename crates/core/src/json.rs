@@ -242,6 +242,51 @@ pub fn write_value(array: &dyn Array, row: usize, out: &mut String, counts: &mut
     Ok(())
 }
 
+/// JSON text with every negative zero number (`-0`, `-0.0`, `-0e3`) written as
+/// the string `"-0.0"`, as [`write_value`] writes them: PostgreSQL's `jsonb`
+/// keeps numbers as `numeric`, which has no negative zero. Returns `None` when
+/// the text has none (the usual case, checked without allocating), else the
+/// new text and how many were rewritten.
+pub fn rewrite_negative_zeros(text: &str) -> Option<(String, u64)> {
+    let bytes = text.as_bytes();
+    let mut found: Vec<(usize, usize)> = Vec::new();
+    let (mut i, mut in_string) = (0, false);
+    while i < bytes.len() {
+        match (in_string, bytes[i]) {
+            (true, b'\\') => i += 1,
+            (true, b'"') | (false, b'"') => in_string = !in_string,
+            (false, b'-') => {
+                let start = i;
+                let mut j = i + 1;
+                while j < bytes.len() && matches!(bytes[j], b'0'..=b'9' | b'.' | b'e' | b'E' | b'+' | b'-') {
+                    j += 1;
+                }
+                let number = &text[start + 1..j];
+                let mantissa = number.split(['e', 'E']).next().unwrap_or("");
+                if !mantissa.is_empty() && mantissa.bytes().all(|b| b == b'0' || b == b'.') {
+                    found.push((start, j));
+                }
+                i = j;
+                continue;
+            }
+            _ => {}
+        }
+        i += 1;
+    }
+    if found.is_empty() {
+        return None;
+    }
+    let mut out = String::with_capacity(text.len() + found.len() * 4);
+    let mut last = 0;
+    for (start, end) in &found {
+        out.push_str(&text[last..*start]);
+        out.push_str("\"-0.0\"");
+        last = *end;
+    }
+    out.push_str(&text[last..]);
+    Some((out, found.len() as u64))
+}
+
 fn write_list(items: &dyn Array, out: &mut String, counts: &mut JsonCounts) -> Result<(), String> {
     out.push('[');
     for i in 0..items.len() {
@@ -515,6 +560,14 @@ mod tests {
         assert_eq!(json(&dates).0, [Some(r#""1970-01-01""#.to_owned()), Some(r#""9999-12-31""#.to_owned())]);
         let big = Int64Array::from(vec![i64::MIN]);
         assert_eq!(json(&big).0, [Some("-9223372036854775808".to_owned())]);
+    }
+
+    #[test]
+    fn negative_zeros_in_json_text_become_strings() {
+        let (out, n) = rewrite_negative_zeros(r#"{"a":-0.0,"b":[-0,-0.5,-0e3],"s":"-0.0 \" -0"}"#).unwrap();
+        assert_eq!(out, r#"{"a":"-0.0","b":["-0.0",-0.5,"-0.0"],"s":"-0.0 \" -0"}"#);
+        assert_eq!(n, 3);
+        assert!(rewrite_negative_zeros(r#"{"a":-1.0,"b":"-0"}"#).is_none());
     }
 
     #[test]

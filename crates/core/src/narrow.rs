@@ -45,7 +45,7 @@ pub fn needs_microseconds(dt: &DataType) -> bool {
 pub fn to_microseconds(array: &ArrayRef, name: &str) -> Result<(ArrayRef, u64)> {
     let out_of_range = |v: i64| {
         Error::user(format!(
-            "column `{name}`: the value {v} cannot be held in microseconds (beyond year ±294,000); \
+            "the value {v} of column `{name}` cannot be held in microseconds (beyond year ±294,000); \
              fix it in the source or leave the column out"
         ))
     };
@@ -166,6 +166,6 @@ mod tests {
     fn seconds_past_the_microsecond_range_fail_naming_the_column() {
         let s: ArrayRef = Arc::new(TimestampSecondArray::from(vec![i64::MAX / 10]));
         let err = to_microseconds(&s, "born").unwrap_err().to_string();
-        assert!(err.contains("column `born`"), "{err}");
+        assert!(err.contains("of column `born`"), "{err}");
     }
 }

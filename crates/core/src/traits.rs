@@ -157,8 +157,10 @@ pub struct SinkContext<'a> {
 
 #[async_trait::async_trait]
 pub trait Source: Send + Sync {
-    /// Can we reach the source and read it? Moves no data.
-    async fn check(&self) -> Result<()>;
+    /// Can we reach the source and read it? Moves no data. Returns the schema a
+    /// run would read today, where the source can tell without reading rows,
+    /// so that the destination can say what it would refuse.
+    async fn check(&self) -> Result<Option<SchemaRef>>;
     /// Resolve what this run reads, declare its schema, and start streaming.
     async fn open(&self, request: &ReadRequest) -> Result<SourceStream>;
     /// Whether this source's own options limit a run to `--date`'s data (a
@@ -172,6 +174,13 @@ pub trait Source: Send + Sync {
 pub trait Sink: Send + Sync {
     /// Can we reach the destination and write to it? Moves no data.
     async fn check(&self) -> Result<()>;
+    /// Would a load of `schema` be refused: a column name or type the
+    /// destination cannot hold, a change its existing table cannot take? Names
+    /// the column, and moves no data.
+    async fn check_schema(&self, schema: &arrow::datatypes::Schema) -> Result<()> {
+        let _ = schema;
+        Ok(())
+    }
     /// The watermark the destination itself committed for this pipeline, if it
     /// keeps one. It wins over the metadata store's copy: it is what the data holds.
     async fn committed_watermark(&self, pipeline: &str) -> Result<Option<String>>;

@@ -37,11 +37,21 @@ pub struct MaintainReport {
 pub async fn maintain(location: &TableLocation, options: &MaintainOptions) -> Result<MaintainReport> {
     let what = |op: &str| format!("{op} the Delta table at {}", location.display());
     let table = location.open().await?;
-    let mut optimize = table.optimize();
-    if let Some(size) = options.target_file_size {
-        optimize = optimize.with_target_size(size);
-    }
-    let (table, compacted) = optimize.await.map_err(|e| delta_error(e, &what("compacting")))?;
+    let mapped = table
+        .snapshot()
+        .is_ok_and(|s| s.metadata().configuration().get("delta.columnMapping.mode").is_some_and(|m| m != "none"));
+    // delta-rs 1.1 cannot rewrite the files of a table with column mapping: vacuum only.
+    let (table, (files_compacted, files_written)) = if mapped {
+        tracing::info!(table = %location.display(), "the table uses column mapping, which delta-rs cannot compact; vacuuming only");
+        (table, (0, 0))
+    } else {
+        let mut optimize = table.optimize();
+        if let Some(size) = options.target_file_size {
+            optimize = optimize.with_target_size(size);
+        }
+        let (table, compacted) = optimize.await.map_err(|e| delta_error(e, &what("compacting")))?;
+        (table, (compacted.num_files_removed, compacted.num_files_added))
+    };
     let retention =
         chrono::Duration::from_std(options.retention).map_err(|_| Error::user("the retention period is too long"))?;
     let (table, vacuumed) = table
@@ -53,8 +63,8 @@ pub async fn maintain(location: &TableLocation, options: &MaintainOptions) -> Re
         .map_err(|e| delta_error(e, &what("vacuuming")))?;
     let markers_removed = prune_markers(&table).await?;
     Ok(MaintainReport {
-        files_compacted: compacted.num_files_removed,
-        files_written: compacted.num_files_added,
+        files_compacted,
+        files_written,
         files_vacuumed: vacuumed.files_deleted.len() as u64,
         markers_removed,
         version: table.version().unwrap_or_default() as i64,

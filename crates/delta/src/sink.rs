@@ -174,11 +174,24 @@ impl DeltaSink {
     /// existing table keeps what it has; a name it cannot take fails here,
     /// before anything is written.
     fn column_mapping(&self, table: &DeltaTable, plan: &WritePlan) -> Result<Vec<(String, Option<String>)>> {
-        let Some((name, c)) = name_needing_mapping(&plan.schema) else { return Ok(Vec::new()) };
+        let needed = name_needing_mapping(&plan.schema);
         let mapped = match table.snapshot() {
-            Err(_) => return Ok(vec![("delta.columnMapping.mode".to_owned(), Some("name".to_owned()))]),
+            Err(_) if needed.is_some() => {
+                return Ok(vec![("delta.columnMapping.mode".to_owned(), Some("name".to_owned()))]);
+            }
+            Err(_) => return Ok(Vec::new()),
             Ok(state) => state.metadata().configuration().get("delta.columnMapping.mode").is_some_and(|m| m != "none"),
         };
+        if mapped && !plan.new_columns.is_empty() {
+            return Err(Error::user(format!(
+                "the source has new columns ({}) but the Delta table at {} uses column mapping, and delta-rs \
+                 cannot add columns to such a table yet; leave the new columns out of the source (or \
+                 options.query), or load into a new table",
+                plan.new_columns.iter().map(|c| format!("`{c}`")).collect::<Vec<_>>().join(", "),
+                self.location.display()
+            )));
+        }
+        let Some((name, c)) = needed else { return Ok(Vec::new()) };
         if !mapped {
             return Err(Error::user(format!(
                 "column `{name}` has {c:?} in its name, which a Delta table takes only with column mapping, and the \
@@ -293,6 +306,19 @@ impl Sink for DeltaSink {
         self.open().await.map(drop)
     }
 
+    async fn check_schema(&self, schema: &arrow::datatypes::Schema) -> Result<()> {
+        let table = self.open().await?;
+        let existing = table.snapshot().ok().map(|s| s.snapshot().arrow_schema());
+        // A date-sliced load adds its run date column, which a table may be partitioned by.
+        let schema = match self.partition_by.iter().any(|c| c == RUN_DATE_COLUMN) {
+            true => with_field(schema, run_date_field()),
+            false => schema.clone(),
+        };
+        let plan = WritePlan::new(existing.as_deref(), &schema)?;
+        self.check_partitioning(&table, &plan)?;
+        self.column_mapping(&table, &plan).map(drop)
+    }
+
     async fn committed_watermark(&self, pipeline: &str) -> Result<Option<String>> {
         let table = self.open().await?;
         let Some(load_seq) = committed_load(&table, pipeline).await? else { return Ok(None) };
@@ -351,7 +377,7 @@ impl Sink for DeltaSink {
         let what = format!("writing the Delta table at {}", self.location.display());
 
         let result = if upsert {
-            self.merge(table, &ctx, df, &plan, request, commit, configuration).await
+            self.merge(table, &ctx, df, &plan, request, (commit, configuration)).await
         } else {
             let mut write = table
                 .write(Vec::new())
@@ -404,8 +430,7 @@ impl DeltaSink {
         source: DataFrame,
         plan: &WritePlan,
         request: &LoadRequest,
-        commit: CommitProperties,
-        configuration: Vec<(String, Option<String>)>,
+        (commit, configuration): (CommitProperties, Vec<(String, Option<String>)>),
     ) -> Result<(DeltaTable, u64)> {
         let what = format!("merging into the Delta table at {}", self.location.display());
         let df_error = |e: datafusion::error::DataFusionError| Error::internal(format!("{what}: {e}"));

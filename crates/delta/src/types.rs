@@ -49,7 +49,7 @@ pub fn delta_type(dt: &DataType) -> std::result::Result<DataType, String> {
         UInt32 => Int64,
         UInt64 => Decimal128(20, 0),
         Float16 => Float32,
-        Decimal128(p, s) if *s >= 0 => Decimal128(*p, *s),
+        Decimal32(p, s) | Decimal64(p, s) | Decimal128(p, s) if *s >= 0 => Decimal128(*p, *s),
         Decimal256(p, s) if *p <= 38 && *s >= 0 => Decimal128(*p, *s),
         Decimal256(_, s) if *s >= 0 => Utf8,
         Decimal128(p, s) | Decimal256(p, s) => {
@@ -63,7 +63,13 @@ pub fn delta_type(dt: &DataType) -> std::result::Result<DataType, String> {
         LargeBinary | BinaryView | FixedSizeBinary(_) => Binary,
         Dictionary(_, value) => delta_type(value)?,
         Struct(fields) => Struct(delta_fields(fields)?),
-        List(f) | LargeList(f) | FixedSizeList(f, _) => List(delta_field(f)?),
+        List(f) | LargeList(f) | ListView(f) | LargeListView(f) | FixedSizeList(f, _) => List(delta_field(f)?),
+        Map(_, _) if has_naive_timestamp(dt) => {
+            return Err("a timestamp without time zone inside a map: delta-rs does not turn on the timestampNtz \
+                        table feature for it (its check skips maps); give the timestamps a time zone in the source, \
+                        or load the column into PostgreSQL"
+                .to_owned());
+        }
         Map(entries, sorted) => {
             let DataType::Struct(kv) = entries.data_type() else {
                 return Err(format!("a map whose entries are {} is not valid Arrow", entries.data_type()));
@@ -78,6 +84,21 @@ pub fn delta_type(dt: &DataType) -> std::result::Result<DataType, String> {
         }
         other => return Err(format!("{other} has no Delta type")),
     })
+}
+
+fn has_naive_timestamp(dt: &DataType) -> bool {
+    match dt {
+        DataType::Timestamp(_, None) => true,
+        DataType::Struct(fields) => fields.iter().any(|f| has_naive_timestamp(f.data_type())),
+        DataType::List(f)
+        | DataType::LargeList(f)
+        | DataType::ListView(f)
+        | DataType::LargeListView(f)
+        | DataType::FixedSizeList(f, _)
+        | DataType::Map(f, _) => has_naive_timestamp(f.data_type()),
+        DataType::Dictionary(_, v) => has_naive_timestamp(v),
+        _ => false,
+    }
 }
 
 fn delta_field(f: &FieldRef) -> std::result::Result<FieldRef, String> {
@@ -220,7 +241,7 @@ pub fn conform(batch: &RecordBatch, schema: &SchemaRef, lost: &mut u64) -> Resul
         .fields()
         .iter()
         .map(|f| match batch.column_by_name(f.name()) {
-            Some(c) => convert(c, f.data_type(), lost).map_err(|e| {
+            Some(c) => convert(c, f.data_type(), f.name(), lost).map_err(|e| {
                 Error::user(format!("column `{}`: a value cannot be stored as {}: {e}", f.name(), f.data_type()))
             }),
             None => Ok(new_null_array(f.data_type(), batch.num_rows())),
@@ -233,7 +254,7 @@ pub fn conform(batch: &RecordBatch, schema: &SchemaRef, lost: &mut u64) -> Resul
 
 /// One column as `to` (its Delta form), children first for nested types.
 /// Only the conversions of the module's table are asked of it.
-fn convert(array: &ArrayRef, to: &DataType, lost: &mut u64) -> std::result::Result<ArrayRef, String> {
+fn convert(array: &ArrayRef, to: &DataType, name: &str, lost: &mut u64) -> std::result::Result<ArrayRef, String> {
     use DataType::*;
     let from = array.data_type();
     if from == to {
@@ -243,12 +264,12 @@ fn convert(array: &ArrayRef, to: &DataType, lost: &mut u64) -> std::result::Resu
         cast_with_options(array, to, &CastOptions { safe: false, ..Default::default() }).map_err(|e| e.to_string())
     };
     let micros = |array: &ArrayRef, lost: &mut u64| {
-        let (us, n) = narrow::to_microseconds(array, "").map_err(|e| e.to_string())?;
+        let (us, n) = narrow::to_microseconds(array, name).map_err(|e| e.to_string())?;
         *lost += n;
         Ok::<_, String>(us)
     };
     Ok(match (from, to) {
-        (Dictionary(_, value), _) => convert(&cast(array, value)?, to, lost)?,
+        (Dictionary(_, value), _) => convert(&cast(array, value)?, to, name, lost)?,
         (Timestamp(_, _), Timestamp(_, _)) => cast(&micros(array, lost)?, to)?,
         (Duration(_), Int64) => cast(&micros(array, lost)?, to)?,
         (Time32(_) | Time64(_), Utf8) => time_text(array)?,
@@ -258,23 +279,25 @@ fn convert(array: &ArrayRef, to: &DataType, lost: &mut u64) -> std::result::Resu
                 .columns()
                 .iter()
                 .zip(fields.iter())
-                .map(|(c, f)| convert(c, f.data_type(), lost))
+                .map(|(c, f)| convert(c, f.data_type(), name, lost))
                 .collect::<std::result::Result<Vec<_>, _>>()?;
             Arc::new(StructArray::try_new(fields.clone(), columns, s.nulls().cloned()).map_err(|e| e.to_string())?)
         }
         (List(_), List(item)) => {
             let l = array.as_list::<i32>();
-            let values = convert(l.values(), item.data_type(), lost)?;
+            let values = convert(l.values(), item.data_type(), name, lost)?;
             Arc::new(
                 ListArray::try_new(item.clone(), l.offsets().clone(), values, l.nulls().cloned())
                     .map_err(|e| e.to_string())?,
             )
         }
-        (LargeList(f) | FixedSizeList(f, _), List(_)) => convert(&cast(array, &List(f.clone()))?, to, lost)?,
+        (LargeList(f) | FixedSizeList(f, _) | ListView(f) | LargeListView(f), List(_)) => {
+            convert(&cast(array, &List(f.clone()))?, to, name, lost)?
+        }
         (Map(_, _), Map(entries, sorted)) => {
             let m = array.as_map();
             let kv: ArrayRef = Arc::new(m.entries().clone());
-            let converted = convert(&kv, entries.data_type(), lost)?;
+            let converted = convert(&kv, entries.data_type(), name, lost)?;
             Arc::new(
                 MapArray::try_new(
                     entries.clone(),

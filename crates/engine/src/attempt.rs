@@ -62,8 +62,12 @@ impl Task {
     pub(crate) async fn check(&self) -> Result<()> {
         match self {
             Task::Load { source, sink } => {
-                source.check().await.map_err(|e| e.context("source"))?;
-                sink.check().await.map_err(|e| e.context("destination"))
+                let schema = source.check().await.map_err(|e| e.context("source"))?;
+                sink.check().await.map_err(|e| e.context("destination"))?;
+                match schema {
+                    Some(schema) => sink.check_schema(&schema).await.map_err(|e| e.context("destination")),
+                    None => Ok(()),
+                }
             }
             Task::Transform(t) => t.check().await,
         }

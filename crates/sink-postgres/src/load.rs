@@ -99,6 +99,21 @@ impl Sink for PostgresSink {
         Ok(())
     }
 
+    async fn check_schema(&self, schema: &arrow::datatypes::Schema) -> Result<()> {
+        for field in schema.fields() {
+            check_name_length(field.name())?;
+        }
+        let mut conn = self.connect().await?;
+        if let Some(existing) = table::inspect(&mut conn, &self.schema, &self.table).await? {
+            for field in schema.fields() {
+                if let Some(pg_type) = existing.column_type(field.name()) {
+                    existing_column(field, pg_type)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
     async fn committed_watermark(&self, pipeline: &str) -> Result<Option<String>> {
         let mut conn = self.connect().await?;
         let exists: bool = sqlx::query_scalar("SELECT to_regclass('_weir.commits') IS NOT NULL")

@@ -210,6 +210,8 @@ pub struct BatchEncoder {
     constant: Option<(String, ArrayRef)>,
     /// Values written with fewer digits or in another form, by `audit.details` key.
     counts: BTreeMap<&'static str, u64>,
+    /// The columns that are arrays of `timestamptz` (see [`patch_element_oids`]).
+    timestamptz_arrays: Vec<usize>,
 }
 
 impl BatchEncoder {
@@ -233,7 +235,13 @@ impl BatchEncoder {
             }
         }
         let encoder = ArrowToPostgresBinaryEncoder::try_new_with_encoders(&schema, &encoders).map_err(encode_error)?;
-        Ok(Self { plans, schema, encoder, constant, counts: BTreeMap::new() })
+        let timestamptz_arrays = plans
+            .iter()
+            .enumerate()
+            .filter(|(_, p)| matches!(&p.arrow, DataType::List(f) if matches!(f.data_type(), DataType::Timestamp(_, Some(_)))))
+            .map(|(i, _)| i)
+            .collect();
+        Ok(Self { plans, schema, encoder, constant, counts: BTreeMap::new(), timestamptz_arrays })
     }
 
     /// The quoted column list for `COPY … (…)`.
@@ -269,13 +277,50 @@ impl BatchEncoder {
             columns.push(repeated);
         }
         let converted = RecordBatch::try_new(self.schema.clone(), columns)?;
-        self.encoder.write_batch(&converted, out).map_err(encode_error)
+        let start = out.len();
+        self.encoder.write_batch(&converted, out).map_err(encode_error)?;
+        if !self.timestamptz_arrays.is_empty() {
+            patch_element_oids(&mut out[start..], batch.num_rows(), &self.timestamptz_arrays, TIMESTAMPTZ_OID)?;
+        }
+        Ok(())
     }
 
     /// What the conversions changed so far, for `audit.details`.
     pub fn counts(&self) -> &BTreeMap<&'static str, u64> {
         &self.counts
     }
+}
+
+const TIMESTAMPTZ_OID: u32 = 1184;
+
+/// pgpq encodes every timestamp as `timestamp` (OID 1114). In a scalar column
+/// that is harmless (binary COPY names no types), but an array value carries
+/// its element type's OID, and the server refuses a `timestamp` array for a
+/// `timestamptz[]` column. So the OIDs of those arrays are rewritten in the
+/// rows just encoded: each row is a field count, then per field a length
+/// (-1 for NULL) and the value; an array value starts with its dimension
+/// count, a flags word and the element OID.
+fn patch_element_oids(rows: &mut [u8], count: usize, columns: &[usize], oid: u32) -> Result<()> {
+    let broken = || Error::internal("COPY data for an array of timestamptz is not laid out as expected");
+    let read_i32 = |buf: &[u8], at: usize| -> Result<i32> {
+        buf.get(at..at + 4).map(|b| i32::from_be_bytes([b[0], b[1], b[2], b[3]])).ok_or_else(broken)
+    };
+    let mut pos = 0;
+    for _ in 0..count {
+        let fields = rows.get(pos..pos + 2).map(|b| i16::from_be_bytes([b[0], b[1]])).ok_or_else(broken)?;
+        pos += 2;
+        for field in 0..usize::try_from(fields).map_err(|_| broken())? {
+            let len = read_i32(rows, pos)?;
+            pos += 4;
+            let Ok(len) = usize::try_from(len) else { continue };
+            if columns.contains(&field) {
+                let at = pos + 8;
+                rows.get_mut(at..at + 4).ok_or_else(broken)?.copy_from_slice(&oid.to_be_bytes());
+            }
+            pos += len;
+        }
+    }
+    Ok(())
 }
 
 /// One source column as the Arrow type its PostgreSQL column is encoded from.
@@ -296,6 +341,9 @@ fn convert(plan: &ColumnPlan, column: &ArrayRef, counts: &mut BTreeMap<&'static 
         add(narrow_counts::JSON_DUPLICATE_MAP_KEYS, found.duplicate_map_keys);
         return Ok(json);
     }
+    if plan.json.is_some() {
+        return json_text(column, &plan.name, &mut add);
+    }
     let (column, lost) = narrow::to_microseconds(column, &plan.name)?;
     add(narrow_counts::TRUNCATED_NANOSECONDS, lost);
     check_holds(&column, &plan.name)?;
@@ -306,6 +354,34 @@ fn convert(plan: &ColumnPlan, column: &ArrayRef, counts: &mut BTreeMap<&'static 
     cast_with_options(&column, &plan.arrow, &options).map_err(|e| {
         Error::user(format!("column `{}`: a value cannot be written as {} ({e})", plan.name, plan.pg_type))
     })
+}
+
+/// JSON text for a `json`/`jsonb` column, with negative zeros (which `jsonb`
+/// would turn into 0) written as the string `"-0.0"` and counted.
+fn json_text(column: &ArrayRef, name: &str, add: &mut impl FnMut(&'static str, u64)) -> Result<ArrayRef> {
+    let options = CastOptions { safe: false, ..Default::default() };
+    let text = cast_with_options(column, &DataType::Utf8, &options)
+        .map_err(|e| Error::user(format!("column `{name}`: a value cannot be written as JSON text ({e})")))?;
+    check_holds(&text, name)?;
+    let strings = text.as_string::<i32>();
+    if !strings.iter().flatten().any(|s| weir_core::json::rewrite_negative_zeros(s).is_some()) {
+        return Ok(text);
+    }
+    let mut rewritten = 0;
+    let out: arrow::array::StringArray = strings
+        .iter()
+        .map(|s| {
+            s.map(|s| match weir_core::json::rewrite_negative_zeros(s) {
+                Some((new, n)) => {
+                    rewritten += n;
+                    new
+                }
+                None => s.to_owned(),
+            })
+        })
+        .collect();
+    add(narrow_counts::JSON_SPECIAL_FLOATS, rewritten);
+    Ok(Arc::new(out))
 }
 
 /// PostgreSQL's limits on values: a `text` or `bytea` field holds at most 1 GB

@@ -1,6 +1,6 @@
 use std::sync::Arc;
 
-use arrow::datatypes::{DataType, TimeUnit};
+use arrow::datatypes::{DataType, SchemaRef, TimeUnit};
 use futures::StreamExt;
 use serde_json::{Value, json};
 use tracing::{info, warn};
@@ -319,7 +319,7 @@ fn watermark_range(column: &str, kind: Option<&Kind>, filter: &WatermarkFilter) 
 
 #[async_trait::async_trait]
 impl Source for EsSource {
-    async fn check(&self) -> Result<()> {
+    async fn check(&self) -> Result<Option<SchemaRef>> {
         self.mode().await?;
         let resolved = self.resolve(RunDate::today_utc()).await?;
         let body = json!({"size": 0, "query": {"match_all": {}}});
@@ -328,7 +328,8 @@ impl Source for EsSource {
             .json(reqwest::Method::POST, &path, Some(&body))
             .await
             .map_err(|e| e.into_error(&format!("searching {}", Self::display(&resolved.target))))?;
-        Ok(())
+        let include_index = self.config.options.include_index.unwrap_or(false);
+        Ok(Some(Arc::new(Decoder::schema_for(&resolved.fields, include_index))))
     }
 
     async fn open(&self, request: &ReadRequest) -> Result<SourceStream> {

@@ -1,7 +1,7 @@
 use std::str::FromStr;
 use std::sync::Arc;
 
-use arrow::datatypes::{DataType, Schema};
+use arrow::datatypes::{DataType, Schema, SchemaRef};
 use futures::StreamExt;
 use sqlx::Connection;
 use sqlx::mysql::{MySqlConnectOptions, MySqlConnection};
@@ -160,7 +160,7 @@ impl MysqlSource {
 
 #[async_trait::async_trait]
 impl Source for MysqlSource {
-    async fn check(&self) -> Result<()> {
+    async fn check(&self) -> Result<Option<SchemaRef>> {
         let mut conn = self.connect().await?;
         let relation = self.describe(&mut conn, RunDate::today_utc()).await?;
         self.validate(&relation, self.config.watermark_column.as_deref())?;
@@ -169,7 +169,7 @@ impl Source for MysqlSource {
             .fetch_all(&mut conn)
             .await
             .map_err(|e| db_error(e, &format!("reading {}", relation.display)))?;
-        Ok(())
+        Ok(Some(Arc::new(Schema::new(relation.columns.iter().map(|(n, t)| t.field(n)).collect::<Vec<_>>()))))
     }
 
     async fn open(&self, request: &ReadRequest) -> Result<SourceStream> {

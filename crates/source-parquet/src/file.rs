@@ -24,7 +24,7 @@ use futures::{StreamExt, TryStreamExt, stream};
 use object_store::{ObjectMeta, ObjectStore};
 use parquet::arrow::arrow_reader::{ArrowReaderMetadata, ArrowReaderOptions};
 use parquet::arrow::{ParquetRecordBatchStreamBuilder, ProjectionMask};
-use parquet::basic::Type as PhysicalType;
+use parquet::basic::{LogicalType, Type as PhysicalType};
 use parquet::errors::ParquetError;
 use parquet::file::metadata::{FileMetaData, ParquetMetaData};
 use weir_core::{Error, Result};
@@ -57,6 +57,10 @@ pub struct ParquetFile {
     pub warning: Option<String>,
 }
 
+/// Arrow's canonical extension name for JSON text, which sinks load as JSON
+/// (`jsonb` in PostgreSQL).
+pub const JSON_EXTENSION: (&str, &str) = ("ARROW:extension:name", "arrow.json");
+
 impl ParquetFile {
     pub async fn open(location: &Location, object: &ObjectMeta) -> Result<Self> {
         let name = location.describe_file(&object.location);
@@ -86,6 +90,15 @@ impl ParquetFile {
             (with_hint(TimeUnit::Microsecond)?, Some((with_hint(TimeUnit::Millisecond)?, leaves.clone())))
         };
         Ok(Self { name, object: object.clone(), size: object.size, metadata, int96, warning })
+    }
+
+    /// Top-level columns annotated as JSON text (the `JSON` logical type).
+    pub fn json_columns(&self) -> impl Iterator<Item = &str> {
+        let root = self.metadata.parquet_schema().root_schema();
+        root.get_fields()
+            .iter()
+            .filter(|f| f.is_primitive() && matches!(f.get_basic_info().logical_type_ref(), Some(LogicalType::Json)))
+            .map(|f| f.name())
     }
 
     /// The file's rows, row group by row group.

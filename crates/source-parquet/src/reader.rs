@@ -27,8 +27,11 @@ pub struct ObjectReader {
     size: u64,
     /// Column chunks whose pages are checked against their checksums when
     /// fetched whole: byte range → (row group, column path).
-    verify: Option<Arc<HashMap<Range<u64>, (usize, String)>>>,
+    verify: Option<Arc<Chunks>>,
 }
+
+/// Column chunks by byte range: (row group, column path).
+type Chunks = HashMap<Range<u64>, (usize, String)>;
 
 impl ObjectReader {
     pub fn new(store: Arc<dyn ObjectStore>, file: &ObjectMeta) -> Self {

@@ -1,4 +1,7 @@
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 
 use futures::{StreamExt, TryStreamExt, stream};
 use weir_core::narrow::counts::TRUNCATED_NANOSECONDS;
@@ -6,7 +9,7 @@ use weir_core::traits::non_empty;
 use weir_core::watermark::{MaxTracker, filter_batch};
 use weir_core::{ConnectionUrl, Error, Position, ReadRequest, Result, Source, SourceBatch, SourceStream};
 
-use crate::file::{FOOTER_ROW_COUNT_MISMATCH, ParquetFile, Reading};
+use crate::file::{FOOTER_ROW_COUNT_MISMATCH, JSON_EXTENSION, ParquetFile, Reading};
 use crate::location::Location;
 use crate::schema::{conform, unify};
 
@@ -52,6 +55,13 @@ impl ParquetSource {
         Self { connection, data_source, options }
     }
 
+    /// The one schema of a run's files.
+    fn schema(&self, files: &[ParquetFile]) -> Result<SchemaRef> {
+        let schemas: Vec<_> = files.iter().map(|f| f.metadata.schema().clone()).collect();
+        let names: Vec<String> = files.iter().map(|f| f.name.clone()).collect();
+        Ok(with_json_columns(unify(&schemas, &names)?, files))
+    }
+
     fn location(&self, request: &ReadRequest) -> Result<Location> {
         let path = request.run_date.render(&self.data_source)?;
         Location::resolve(self.connection.as_ref(), &path)
@@ -60,10 +70,15 @@ impl ParquetSource {
 
 #[async_trait::async_trait]
 impl Source for ParquetSource {
-    async fn check(&self) -> Result<()> {
+    async fn check(&self) -> Result<Option<SchemaRef>> {
         let path = weir_core::RunDate::today_utc().render(&self.data_source)?;
         let location = Location::resolve(self.connection.as_ref(), &path)?;
-        location.files().await.map(|_| ())
+        let files = location.files().await?;
+        if files.is_empty() {
+            return Ok(None);
+        }
+        let files = read_footers(&location, &files).await?;
+        self.schema(&files).map(Some)
     }
 
     async fn open(&self, request: &ReadRequest) -> Result<SourceStream> {
@@ -77,9 +92,7 @@ impl Source for ParquetSource {
             )));
         }
         let files = read_footers(&location, &files).await?;
-        let schemas: Vec<_> = files.iter().map(|f| f.metadata.schema().clone()).collect();
-        let names: Vec<String> = files.iter().map(|f| f.name.clone()).collect();
-        let schema = unify(&schemas, &names)?;
+        let schema = self.schema(&files)?;
         let mut warnings = Vec::new();
         let mut counts = BTreeMap::new();
         for file in &files {
@@ -140,6 +153,26 @@ impl Source for ParquetSource {
             .boxed();
         Ok(SourceStream { schema, batches, warnings })
     }
+}
+
+/// Mark the columns some file annotates as JSON, so that sinks load them as JSON.
+fn with_json_columns(schema: SchemaRef, files: &[ParquetFile]) -> SchemaRef {
+    let json: BTreeSet<&str> = files.iter().flat_map(ParquetFile::json_columns).collect();
+    if json.is_empty() {
+        return schema;
+    }
+    let fields: Vec<Field> = schema
+        .fields()
+        .iter()
+        .map(|f| match json.contains(f.name().as_str()) && f.data_type() == &DataType::Utf8 {
+            true => f
+                .as_ref()
+                .clone()
+                .with_metadata([(JSON_EXTENSION.0.to_owned(), JSON_EXTENSION.1.to_owned())].into_iter().collect()),
+            false => f.as_ref().clone(),
+        })
+        .collect();
+    Arc::new(Schema::new(fields))
 }
 
 async fn read_footers(location: &Location, files: &[object_store::ObjectMeta]) -> Result<Vec<ParquetFile>> {

@@ -1,7 +1,10 @@
-//! An independent reader of Delta tables: the Python `deltalake` package (the
-//! delta-rs Python binding, with its own log replay and pyarrow reader), run as
-//! a subprocess. Proves a table Weir wrote is valid Delta to someone else.
-//! `scripts/services.sh` installs it.
+//! Independent readers of Delta tables, run as a subprocess: the Python
+//! `deltalake` package (the delta-rs Python binding, with its own log replay
+//! and pyarrow reader) and DuckDB's `delta` extension (delta-kernel-rs and
+//! DuckDB's Parquet reader: no code shared with the writer). Every read goes
+//! through both, and a table they read differently fails the read. Proves a
+//! table Weir wrote is valid Delta to someone else. `scripts/services.sh`
+//! installs both.
 
 use std::collections::BTreeMap;
 
@@ -33,11 +36,64 @@ impl DeltaRead {
 }
 
 const READER: &str = r#"
-import json, os, sys
-from deltalake import DeltaTable
+import datetime, decimal, glob, json, os, sys
+from urllib.parse import urlparse
+import duckdb, duckdb_extension_delta, duckdb_extension_httpfs
+import pyarrow
+from deltalake import DeltaTable, QueryBuilder
 uri, options = sys.argv[1], json.loads(sys.argv[2])
 t = DeltaTable(uri, storage_options=options or None)
-data = t.to_pyarrow_table()
+if "delta.columnMapping.mode" in t.metadata().configuration:
+    # to_pyarrow_table() reads a column-mapped table's columns as NULL (deltalake 1.6);
+    # its DataFusion reader applies the mapping.
+    data = pyarrow.table(QueryBuilder().register("t", t).execute("SELECT * FROM t").read_all())
+else:
+    data = t.to_pyarrow_table()
+
+def extension(module, name):
+    found = glob.glob(os.path.join(os.path.dirname(module.__file__), "**", name + ".duckdb_extension"), recursive=True)
+    return found[0]
+
+con = duckdb.connect()
+con.execute("SET autoinstall_known_extensions = false")
+con.execute(f"LOAD '{extension(duckdb_extension_httpfs, 'httpfs')}'")
+con.execute(f"LOAD '{extension(duckdb_extension_delta, 'delta')}'")
+if uri.startswith("s3://"):
+    endpoint = urlparse(options["AWS_ENDPOINT_URL"])
+    con.execute(
+        "CREATE SECRET (TYPE s3, KEY_ID ?, SECRET ?, REGION ?, ENDPOINT ?, URL_STYLE 'path', USE_SSL false)",
+        [options["AWS_ACCESS_KEY_ID"], options["AWS_SECRET_ACCESS_KEY"], options["AWS_REGION"], endpoint.netloc],
+    )
+duck = con.sql("SELECT * FROM delta_scan(?)", params=[uri]).fetch_arrow_table()
+
+def plain(v):
+    """A value as both readers' Python forms agree on: instants in UTC, containers as lists."""
+    if isinstance(v, datetime.datetime) and v.tzinfo is not None:
+        return v.astimezone(datetime.timezone.utc).replace(tzinfo=None).isoformat() + "Z"
+    if isinstance(v, (datetime.datetime, datetime.date, datetime.time)):
+        return v.isoformat()
+    if isinstance(v, dict):
+        return {k: plain(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [plain(x) for x in v]
+    if isinstance(v, bytes):
+        return v.hex()
+    if isinstance(v, (decimal.Decimal, datetime.timedelta)):
+        return str(v)
+    return v
+
+def canonical(table):
+    return sorted(json.dumps(plain(r), default=repr, sort_keys=True) for r in table.to_pylist())
+
+mine, theirs = canonical(data), canonical(duck)
+if [f.name for f in data.schema] != [f.name for f in duck.schema] or mine != theirs:
+    diff = next(((a, b) for a, b in zip(mine, theirs) if a != b), None)
+    sys.stderr.write(
+        "deltalake and DuckDB read the table differently: columns %s vs %s, %d vs %d rows; first difference: %s\n"
+        % ([f.name for f in data.schema], [f.name for f in duck.schema], len(mine), len(theirs), diff)
+    )
+    sys.stderr.flush()
+    os._exit(3)
 print(json.dumps({
     "version": t.version(),
     "columns": [[f.name, str(f.type)] for f in data.schema],

@@ -550,3 +550,88 @@ async fn an_expired_point_in_time_restarts_the_attempt_or_fails_cleanly() {
     assert!(!h.lake().join("bronze/expiring").join("_delta_log").exists(), "no table was committed");
     assert_eq!(server.open_contexts(), 0, "released on failure too");
 }
+
+/// `v` as a float field's value: itself, or 0.5 where a float cannot hold it.
+fn single(v: f64) -> f32 {
+    Some(v as f32).filter(|f| f.is_finite()).unwrap_or(0.5)
+}
+
+/// Every number a document holds as JSON text arrives as the double (or
+/// float) that text denotes: 17 significant digits, subnormals, the extremes
+/// and -0.0, in every field that carries a number (doubles, floats, scaled
+/// floats, geo points in each of their forms, objects, flattened JSON).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn json_numbers_arrive_as_the_doubles_their_text_denotes() {
+    let mut h = Harness::new("es_floats").await;
+    let es = TestCluster::new("floats").await.expect("Elasticsearch");
+    h.set_env("WEIR_CONN_SEARCH", es.url());
+    let index = es.index("floats");
+    let mapping = json!({"mappings": {"properties": {
+        "d": {"type": "double"}, "f": {"type": "float"}, "sc": {"type": "scaled_float", "scaling_factor": 100},
+        "geo": {"type": "geo_point"}, "o": {"properties": {"x": {"type": "double"}}}, "fl": {"type": "flattened"}
+    }}});
+    es.client().create_index(&index, mapping).await.expect("create index");
+    let awkward: [f64; 10] = [
+        36.355399999999996,
+        0.1,
+        1.2345678901234567,
+        5e-324,
+        2.2250738585072014e-308,
+        1e308,
+        f64::MAX,
+        -0.0,
+        -36.35539999999999,
+        9007199254740993.0,
+    ];
+    let mut documents = Vec::new();
+    for (i, v) in awkward.iter().enumerate() {
+        let lat = (v.abs() % 90.0).copysign(*v);
+        let geo = match i % 4 {
+            0 => json!({"lat": lat, "lon": 51.39999999999999}),
+            1 => json!(format!("{lat},51.39999999999999")),
+            2 => json!([51.39999999999999, lat]),
+            _ => json!(format!("POINT (51.39999999999999 {lat})")),
+        };
+        let doc = json!({"d": v, "f": single(*v), "sc": v, "geo": geo, "o": {"x": v}, "fl": {"v": v}});
+        documents.push((format!("{i}"), doc));
+    }
+    es.client().bulk(&index, &documents).await.expect("bulk");
+    pipeline(&h, "floats", &index, &[]).await;
+    pipeline(&h, "floats_pg", &index, &[("destination_type", "'postgres'")]).await;
+    h.run_ok(D1).await;
+
+    let t = delta(&h, "floats").await;
+    let pg = sqlx::query_as::<_, (String, f64, f32, f64, Value, f64, String)>(
+        "SELECT _id, d, f, (geo->>'lat')::float8, geo, (o->>'x')::float8, fl::text FROM bronze.floats_pg",
+    )
+    .fetch_all(&h.pool)
+    .await
+    .expect("read back");
+    assert_eq!(pg.len(), awkward.len());
+    for (i, v) in awkward.iter().enumerate() {
+        let id = i.to_string();
+        let lat = (v.abs() % 90.0).copysign(*v);
+        let r = row(&t, &id);
+        let f64_of = |x: &Value| x.as_f64().unwrap_or_else(|| panic!("doc {id}: {x} is not a number"));
+        assert_eq!(f64_of(&r["d"]).to_bits(), v.to_bits(), "delta double, doc {id}");
+        assert_eq!((f64_of(&r["f"]) as f32).to_bits(), single(*v).to_bits(), "delta float, doc {id}");
+        assert_eq!(f64_of(&r["geo"]["lat"]).to_bits(), lat.to_bits(), "delta geo_point, doc {id}");
+        assert_eq!(f64_of(&r["geo"]["lon"]).to_bits(), 51.39999999999999f64.to_bits(), "doc {id}");
+        assert_eq!(f64_of(&r["o"]["x"]).to_bits(), v.to_bits(), "delta object field, doc {id}");
+        let fl: Value = serde_json::from_str(r["fl"].as_str().expect("flattened as text")).expect("JSON");
+        assert_eq!(f64_of(&fl["v"]).to_bits(), v.to_bits(), "flattened JSON text, doc {id}");
+
+        let (_, d, f, glat, _, ox, fl) = pg.iter().find(|r| r.0 == id).expect("row in PostgreSQL");
+        assert_eq!(d.to_bits(), v.to_bits(), "postgres double, doc {id}");
+        assert_eq!(f.to_bits(), single(*v).to_bits(), "postgres real, doc {id}");
+        // jsonb holds -0.0 as a string, which casts back to -0.0.
+        assert_eq!(glat.to_bits(), lat.to_bits(), "postgres geo_point (jsonb), doc {id}");
+        assert_eq!(ox.to_bits(), v.to_bits(), "postgres object (jsonb), doc {id}");
+        let fl: Value = serde_json::from_str(fl).expect("jsonb text");
+        let flv = match &fl["v"] {
+            Value::String(s) => s.parse::<f64>().expect("a special float"),
+            n => f64_of(n),
+        };
+        assert_eq!(flv.to_bits(), v.to_bits(), "postgres flattened (jsonb), doc {id}");
+    }
+}
