@@ -91,7 +91,7 @@ smtp() {
 deltalake() {
   if ! python3 -c 'import deltalake, pyarrow, duckdb, duckdb_extension_delta, duckdb_extension_httpfs, psycopg' 2>/dev/null; then
     say "installing the Python readers (deltalake, pyarrow, DuckDB with delta, psycopg) with pip"
-    pip install -q "deltalake>=1.2,<2" "pyarrow>=15" "duckdb==1.5.5" "duckdb-extension-delta==1.5.5" \
+    pip install -q "deltalake>=1.2,<2" "pyarrow==26.0.1" "duckdb==1.5.5" "duckdb-extension-delta==1.5.5" \
       "duckdb-extension-httpfs==1.5.5" "psycopg[binary]>=3.1,<4" >&2
   fi
   echo "export WEIR_TEST_DELTA_READER=python3"

@@ -18,7 +18,9 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use arrow::array::{Array, ArrayRef, AsArray, RecordBatch};
-use arrow::datatypes::{DataType, FieldRef, Schema, TimeUnit, TimestampMicrosecondType, TimestampMillisecondType};
+use arrow::datatypes::{
+    DataType, FieldRef, Schema, TimeUnit, TimestampMicrosecondType, TimestampMillisecondType, TimestampNanosecondType,
+};
 use futures::stream::BoxStream;
 use futures::{StreamExt, TryStreamExt, stream};
 use object_store::{ObjectMeta, ObjectStore};
@@ -50,12 +52,26 @@ pub struct ParquetFile {
     pub size: u64,
     /// The footer, with INT96 columns read as microseconds.
     pub metadata: ArrowReaderMetadata,
-    /// For files with INT96 columns: the footer read with those columns in
-    /// milliseconds (which no INT96 value overflows), and which leaves they are.
-    int96: Option<(ArrowReaderMetadata, Vec<usize>)>,
+    /// For files with INT96 columns: how to check what microseconds lost.
+    int96: Option<Int96>,
     /// The footer's row count disagreed with the row groups'.
     pub warning: Option<String>,
 }
+
+/// INT96 columns read twice more to check the microsecond reading: in
+/// milliseconds, which no INT96 value overflows (a microsecond value that
+/// wrapped around differs from it), and in nanoseconds, whose digits below a
+/// microsecond survive even when the nanosecond value wrapped around (they are
+/// its difference from the microseconds, modulo 2^64).
+struct Int96 {
+    millis: ArrowReaderMetadata,
+    nanos: ArrowReaderMetadata,
+    /// The INT96 leaves, by parquet column index.
+    leaves: Vec<usize>,
+}
+
+/// A batch, and how many of its values lost digits below a microsecond.
+pub type Batch = (RecordBatch, u64);
 
 /// Arrow's canonical extension name for JSON text, which sinks load as JSON
 /// (`jsonb` in PostgreSQL).
@@ -87,7 +103,12 @@ impl ParquetFile {
         let (metadata, int96) = if leaves.is_empty() {
             (ArrowReaderMetadata::try_new(metadata, ArrowReaderOptions::new()).map_err(|e| read_error(&name, e))?, None)
         } else {
-            (with_hint(TimeUnit::Microsecond)?, Some((with_hint(TimeUnit::Millisecond)?, leaves.clone())))
+            let checks = Int96 {
+                millis: with_hint(TimeUnit::Millisecond)?,
+                nanos: with_hint(TimeUnit::Nanosecond)?,
+                leaves: leaves.clone(),
+            };
+            (with_hint(TimeUnit::Microsecond)?, Some(checks))
         };
         Ok(Self { name, object: object.clone(), size: object.size, metadata, int96, warning })
     }
@@ -102,7 +123,7 @@ impl ParquetFile {
     }
 
     /// The file's rows, row group by row group.
-    pub fn batches(self, store: Arc<dyn ObjectStore>, reading: Reading) -> BoxStream<'static, Result<RecordBatch>> {
+    pub fn batches(self, store: Arc<dyn ObjectStore>, reading: Reading) -> BoxStream<'static, Result<Batch>> {
         let file = Arc::new(self);
         let mut reader = ObjectReader::new(store, &file.object);
         if reading.verify_checksums {
@@ -123,62 +144,66 @@ impl ParquetFile {
         reader: &ObjectReader,
         rg: usize,
         reading: Reading,
-    ) -> Result<BoxStream<'static, Result<RecordBatch>>> {
+    ) -> Result<BoxStream<'static, Result<Batch>>> {
         let rows = batch_rows(self.metadata.metadata(), rg, reading);
-        let name = self.name.clone();
-        let batches = ParquetRecordBatchStreamBuilder::new_with_metadata(reader.clone(), self.metadata.clone())
-            .with_row_groups(vec![rg])
-            .with_batch_size(rows)
-            .build()
-            .map_err(|e| read_error(&name, e))?
-            .map_err(move |e| read_error(&name, e));
-        let Some((millis, leaves)) = &self.int96 else { return Ok(batches.boxed()) };
-        let mask = ProjectionMask::leaves(millis.parquet_schema(), leaves.iter().copied());
-        let name = self.name.clone();
-        let checks = ParquetRecordBatchStreamBuilder::new_with_metadata(reader.clone(), millis.clone())
-            .with_row_groups(vec![rg])
-            .with_batch_size(rows)
-            .with_projection(mask)
-            .build()
-            .map_err(|e| read_error(&name, e))?
-            .map_err(move |e| read_error(&name, e));
+        let read = |metadata: &ArrowReaderMetadata, mask: Option<ProjectionMask>| {
+            let name = self.name.clone();
+            let mut builder = ParquetRecordBatchStreamBuilder::new_with_metadata(reader.clone(), metadata.clone())
+                .with_row_groups(vec![rg])
+                .with_batch_size(rows);
+            if let Some(mask) = mask {
+                builder = builder.with_projection(mask);
+            }
+            let stream = builder.build().map_err(|e| read_error(&name, e))?;
+            Ok::<_, Error>(stream.map_err(move |e| read_error(&name, e)))
+        };
+        let batches = read(&self.metadata, None)?;
+        let Some(int96) = &self.int96 else { return Ok(batches.map_ok(|b| (b, 0)).boxed()) };
+        let mask = || Some(ProjectionMask::leaves(int96.millis.parquet_schema(), int96.leaves.iter().copied()));
+        let (millis, nanos) = (read(&int96.millis, mask())?, read(&int96.nanos, mask())?);
         let file = self.clone();
         Ok(batches
-            .zip(checks)
-            .map(move |(batch, check)| {
+            .zip(millis.zip(nanos))
+            .map(move |(batch, (millis, nanos))| {
                 let batch = batch?;
-                file.check_int96(&batch, &check?)?;
-                Ok(batch)
+                let lost = file.check_int96(&batch, &millis?, &nanos?)?;
+                Ok((batch, lost))
             })
             .boxed())
     }
 
-    /// Fail if an INT96 value read in microseconds wrapped around: it then
-    /// differs from the same value read in milliseconds by more than a millisecond.
-    fn check_int96(&self, batch: &RecordBatch, millis: &RecordBatch) -> Result<()> {
-        let Some((_, leaves)) = &self.int96 else { return Ok(()) };
-        let mut all = Vec::new();
-        for column in batch.columns() {
-            collect_leaves(column, &mut all);
-        }
-        let mut checks = Vec::new();
-        for column in millis.columns() {
-            collect_leaves(column, &mut checks);
-        }
+    /// Check the INT96 values read in microseconds against the other two
+    /// readings: fail if one wrapped around, and count those that had digits
+    /// below a microsecond (dropped: the reader rounds them down).
+    fn check_int96(&self, batch: &RecordBatch, millis: &RecordBatch, nanos: &RecordBatch) -> Result<u64> {
+        let Some(int96) = &self.int96 else { return Ok(0) };
+        let leaves = |batch: &RecordBatch| {
+            let mut out = Vec::new();
+            batch.columns().iter().for_each(|c| collect_leaves(c, &mut out));
+            out
+        };
+        let (all, millis, nanos) = (leaves(batch), leaves(millis), leaves(nanos));
         let columns = self.metadata.parquet_schema().columns();
-        for (leaf, check) in leaves.iter().zip(checks) {
-            let Some(micros) = all.get(*leaf) else { continue };
-            if !matches!(micros.data_type(), DataType::Timestamp(TimeUnit::Microsecond, _))
-                || !matches!(check.data_type(), DataType::Timestamp(TimeUnit::Millisecond, _))
-                || micros.len() != check.len()
-            {
+        let mut lost = 0;
+        for ((leaf, ms), ns) in int96.leaves.iter().zip(millis).zip(nanos) {
+            let Some(us) = all.get(*leaf) else { continue };
+            let (Some(us), Some(ms), Some(ns)) = (
+                us.as_primitive_opt::<TimestampMicrosecondType>(),
+                ms.as_primitive_opt::<TimestampMillisecondType>(),
+                ns.as_primitive_opt::<TimestampNanosecondType>(),
+            ) else {
                 continue;
+            };
+            if us.len() != ms.len() || us.len() != ns.len() {
+                return Err(Error::internal(format!(
+                    "`{}`: the INT96 readings of one batch differ in length",
+                    self.name
+                )));
             }
-            let (us, ms) =
-                (micros.as_primitive::<TimestampMicrosecondType>(), check.as_primitive::<TimestampMillisecondType>());
-            for i in 0..us.len() {
-                if us.is_valid(i) && (i128::from(us.value(i)) - i128::from(ms.value(i)) * 1000).abs() >= 1000 {
-                    let years = ms.value(i) / 31_556_952_000 + 1970;
+            for i in (0..us.len()).filter(|&i| us.is_valid(i)) {
+                let (u, m, n) = (us.value(i), ms.value(i), ns.value(i));
+                if (i128::from(u) - i128::from(m) * 1000).abs() >= 1000 {
+                    let years = m / 31_556_952_000 + 1970;
                     return Err(Error::user(format!(
                         "column `{}` in `{}`: an INT96 timestamp (around the year {years}) is beyond what \
                          microseconds hold (years -290308 to 294247), so neither PostgreSQL nor Delta can store it; \
@@ -187,9 +212,12 @@ impl ParquetFile {
                         self.name
                     )));
                 }
+                if n.wrapping_sub(u.wrapping_mul(1000)) != 0 {
+                    lost += 1;
+                }
             }
         }
-        Ok(())
+        Ok(lost)
     }
 }
 

@@ -130,11 +130,11 @@ impl Source for ParquetSource {
         let batches = stream::iter(per_file)
             .flatten()
             .map(move |item| {
-                let (bytes, batch) = item?;
+                let (bytes, (batch, int96_lost)) = item?;
                 bytes_read += bytes;
                 let (mut batch, lost) = conform(batch, &conform_to)?;
-                if lost > 0 {
-                    *counts.entry(TRUNCATED_NANOSECONDS).or_insert(0) += lost;
+                if lost + int96_lost > 0 {
+                    *counts.entry(TRUNCATED_NANOSECONDS).or_insert(0) += lost + int96_lost;
                 }
                 if let Some((f, col)) = &filter {
                     batch = filter_batch(&batch, col.as_str(), f)?;

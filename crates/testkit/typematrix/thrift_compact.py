@@ -318,10 +318,15 @@ def join_parquet(body: bytes, footer: bytes) -> bytes:
 
 
 def read_footer(path) -> tuple[bytes, Struct]:
+    """(the bytes before the footer, the decoded FileMetaData). Refuses a footer this module
+    would not write back byte for byte, so a rewrite changes only what it means to."""
     with open(path, "rb") as f:
         data = f.read()
     body, footer = split_parquet(data)
-    return body, decode(footer)
+    meta = decode(footer)
+    if encode(meta) != footer:
+        raise ThriftError(f"{path}: the footer does not re-encode byte for byte")
+    return body, meta
 
 
 def write_with_footer(path, body: bytes, meta: Struct) -> None:
