@@ -32,6 +32,13 @@ measure() {
   awk '{printf "%.1f %.0f\n", $1, $2/1024}' "$out"
 }
 
+# measure_any CMD...: as measure, whatever the command's exit code (a load expected to fail).
+measure_any() {
+  local out; out=$(mktemp)
+  /usr/bin/time -f '%e %M' -o "$out" "$@" >/dev/null 2>"$out.err" || true
+  awk '/^[0-9.]+ [0-9]+$/ {printf "%.1f %.0f\n", $1, $2/1024}' "$out"
+}
+
 # Generate `rows` orders into bench/data/orders_<rows>/, one Parquet file per million rows (once).
 orders_data() {
   local rows=$1 dir=$PWD/bench/data/orders_$1 files

@@ -23,8 +23,14 @@ use crate::registry::TaskKind;
 use crate::run::{Engine, RunCtx, RunEvent};
 use crate::schedule::Cron;
 
-/// Batches decoded ahead of the sink, so reading and writing overlap.
+/// Batches decoded ahead of the sink, so reading and writing overlap: at most
+/// this many, and at most [`PREFETCH_BYTES`] of them.
 const PREFETCH_BATCHES: usize = 4;
+
+/// The memory that batches decoded ahead of the sink may take, counting the
+/// batch the sink is working on. A batch larger than this waits until the sink
+/// is done with the one before, so huge values are held one batch at a time.
+const PREFETCH_BYTES: usize = 64 * 1024 * 1024;
 
 /// `options` keys the engine itself owns.
 #[derive(Debug, Clone, Default, serde::Deserialize)]
@@ -416,7 +422,7 @@ impl Engine {
             }
         });
         let stream_warnings = stream.warnings.clone();
-        let stream = SourceStream { batches: prefetch(batches.boxed(), PREFETCH_BATCHES), ..stream };
+        let stream = SourceStream { batches: prefetch(batches.boxed(), PREFETCH_BATCHES, PREFETCH_BYTES), ..stream };
 
         let outcome = match config.skip_load {
             false => {
@@ -537,18 +543,29 @@ async fn count_only(mut batches: BatchStream) -> Result<LoadOutcome> {
     Ok(outcome)
 }
 
-/// Drive `stream` on its own task, `depth` batches ahead of the consumer, so
-/// decoding the source and writing the sink use both cores. Dropping the
-/// returned stream stops the task.
-fn prefetch(mut stream: BatchStream, depth: usize) -> BatchStream {
+/// Drive `stream` on its own task, up to `depth` batches and `bytes` of them
+/// ahead of the consumer, so decoding the source and writing the sink use both
+/// cores. A batch's share of `bytes` is held until the consumer asks for the
+/// next one (it is done with this one then). Dropping the returned stream stops the task.
+fn prefetch(mut stream: BatchStream, depth: usize, bytes: usize) -> BatchStream {
+    const UNIT: usize = 64 * 1024;
+    let units = u32::try_from(bytes / UNIT).unwrap_or(u32::MAX).max(1);
+    let budget = Arc::new(tokio::sync::Semaphore::new(units as usize));
     let (tx, rx) = tokio::sync::mpsc::channel(depth);
     tokio::spawn(async move {
         while let Some(item) = stream.next().await {
+            let size = item.as_ref().map(|b| b.batch.get_array_memory_size()).unwrap_or(0);
+            let want = u32::try_from(size / UNIT).unwrap_or(u32::MAX).clamp(1, units);
+            let Ok(permit) = budget.clone().acquire_many_owned(want).await else { break };
             let stop = item.is_err();
-            if tx.send(item).await.is_err() || stop {
+            if tx.send((item, permit)).await.is_err() || stop {
                 break;
             }
         }
     });
-    futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|item| (item, rx)) }).boxed()
+    futures::stream::unfold((rx, None), |(mut rx, held)| async move {
+        drop(held);
+        rx.recv().await.map(|(item, permit)| (item, (rx, Some(permit))))
+    })
+    .boxed()
 }

@@ -448,6 +448,8 @@ fn check_holds(column: &ArrayRef, name: &str) -> Result<()> {
         DataType::List(_) | DataType::LargeList(_) | DataType::FixedSizeList(_, _) => {
             check_holds(&list_values(column), name)?;
         }
+        // The dictionary's values (a value no row uses is checked too).
+        DataType::Dictionary(_, _) => check_holds(column.as_any_dictionary().values(), name)?,
         _ => {}
     }
     Ok(())

@@ -17,7 +17,8 @@ use sqlx::mysql::{MySql, MySqlRow};
 use sqlx::{Decode, Row};
 use weir_core::{Error, Result};
 
-use crate::types::MysqlType;
+use crate::geometry;
+use crate::types::{GeometryForm, MysqlType};
 
 const MICROS_PER_SECOND: i64 = 1_000_000;
 const MICROS_PER_DAY: i64 = 86_400 * MICROS_PER_SECOND;
@@ -45,11 +46,20 @@ enum Builder {
     Text(StringBuilder),
     Set(ListBuilder<StringBuilder>),
     Bytes(BinaryBuilder),
+    /// A spatial value as WKB or WKT, and its SRID.
+    Geometry(Box<Builder>, UInt32Builder),
 }
 
 impl Builder {
     /// The builder for the Arrow type `ty` is read as ([`MysqlType::arrow`]).
     fn new(ty: MysqlType, capacity: usize) -> Self {
+        if let MysqlType::Geometry(GeometryForm::Wkb | GeometryForm::Wkt) = ty {
+            let shape = match ty.arrow() {
+                DataType::Utf8 => Self::Text(StringBuilder::with_capacity(capacity, capacity * 32)),
+                _ => Self::Bytes(BinaryBuilder::with_capacity(capacity, capacity * 32)),
+            };
+            return Self::Geometry(Box::new(shape), UInt32Builder::with_capacity(capacity));
+        }
         let data_type = ty.arrow();
         match data_type {
             DataType::Boolean => Self::Bool(BooleanBuilder::with_capacity(capacity)),
@@ -98,7 +108,21 @@ impl Builder {
             Self::Text(b) => b.append_null(),
             Self::Set(b) => b.append_null(),
             Self::Bytes(b) => b.append_null(),
+            Self::Geometry(shape, srid) => {
+                shape.append_null();
+                srid.append_null();
+            }
         }
+    }
+
+    /// The column's arrays (two for a spatial value with its SRID) onto `out`.
+    fn finish_into(&mut self, out: &mut Vec<ArrayRef>) {
+        if let Self::Geometry(shape, srid) = self {
+            shape.finish_into(out);
+            out.push(Arc::new(srid.finish()));
+            return;
+        }
+        out.push(self.finish());
     }
 
     fn finish(&mut self) -> ArrayRef {
@@ -121,6 +145,7 @@ impl Builder {
             Self::Text(b) => Arc::new(b.finish()),
             Self::Set(b) => Arc::new(b.finish()),
             Self::Bytes(b) => Arc::new(b.finish()),
+            Self::Geometry(shape, _) => shape.finish(),
         }
     }
 }
@@ -187,7 +212,21 @@ impl ColumnBuilder {
                 }
                 b.append(true);
             }
+            (Builder::Geometry(shape, srid), T::Geometry(form)) => {
+                let (id, wkb) = geometry::split(raw).ok_or_else(|| {
+                    format!("a spatial value of {} bytes is not MySQL's SRID-and-WKB form", raw.len())
+                })?;
+                match (shape.as_mut(), form) {
+                    (Builder::Text(b), _) => b.append_value(geometry::wkt(wkb).ok_or_else(|| {
+                        "a spatial value is not valid WKB; read it with options.geometry = 'internal'".to_owned()
+                    })?),
+                    (Builder::Bytes(b), _) => b.append_value(wkb),
+                    _ => return Err("a spatial column has no builder for its form".to_owned()),
+                }
+                srid.append_value(id);
+            }
             (Builder::Bytes(b), _) => b.append_value(raw),
+            (Builder::Geometry(..), _) => return Err("a spatial builder for a column that is not spatial".to_owned()),
         }
         Ok(Appended::Value)
     }
@@ -471,7 +510,10 @@ impl BatchBuilder {
 
     /// The rows pushed so far as one batch; the builder starts over empty.
     pub fn finish(&mut self) -> Result<RecordBatch> {
-        let arrays: Vec<ArrayRef> = self.columns.iter_mut().map(|c| c.builder.finish()).collect();
+        let mut arrays: Vec<ArrayRef> = Vec::with_capacity(self.schema.fields().len());
+        for c in &mut self.columns {
+            c.builder.finish_into(&mut arrays);
+        }
         self.rows = 0;
         self.bytes = 0;
         self.zero_dates = 0;

@@ -10,6 +10,7 @@
 
 mod decode;
 mod error;
+mod geometry;
 mod lag;
 mod read;
 mod relation;

@@ -18,6 +18,7 @@ use crate::error::db_error;
 use crate::lag::Lag;
 use crate::read::{Chunk, Cond, Plan, bind_all, bounds, ranges, read_range, start_snapshot};
 use crate::relation::{Relation, describe_query, describe_table, quote};
+use crate::types::{GeometryForm, MysqlType, srid_column};
 
 /// Batches each range decodes ahead of the sink.
 const RANGE_QUEUE: usize = 2;
@@ -37,10 +38,12 @@ pub struct MysqlOptions {
     pub lag: Option<Lag>,
     /// Limit a run to `--date`'s day of this column.
     pub date_column: Option<String>,
+    /// What spatial columns load as: `wkb` (default), `wkt` or `internal`.
+    pub geometry: Option<GeometryForm>,
 }
 
 impl MysqlOptions {
-    pub const KEYS: &'static [&'static str] = &["query", "batch_size", "parallelism", "lag", "date_column"];
+    pub const KEYS: &'static [&'static str] = &["query", "batch_size", "parallelism", "lag", "date_column", "geometry"];
     const DEFAULT_BATCH_SIZE: usize = 50_000;
 }
 
@@ -86,16 +89,35 @@ impl MysqlSource {
 
     /// The table or query this run reads, as the server describes it.
     async fn describe(&self, conn: &mut MySqlConnection, run_date: RunDate) -> Result<Relation> {
-        match &self.config.target {
-            Target::Query(query) => describe_query(conn, &run_date.render(query)?).await,
+        let mut relation = match &self.config.target {
+            Target::Query(query) => describe_query(conn, &run_date.render(query)?).await?,
             Target::Table { database, table } => {
                 let database = match database {
                     Some(db) => db.clone(),
                     None => self.default_database()?,
                 };
-                describe_table(conn, &database, &run_date.render(table)?).await
+                describe_table(conn, &database, &run_date.render(table)?).await?
+            }
+        };
+        let form = self.config.options.geometry.unwrap_or_default();
+        for (_, ty) in &mut relation.columns {
+            if let MysqlType::Geometry(f) = ty {
+                *f = form;
             }
         }
+        if form != GeometryForm::Internal {
+            for (name, ty) in &relation.columns {
+                let srid = srid_column(name);
+                if matches!(ty, MysqlType::Geometry(_)) && relation.column(&srid).is_some() {
+                    return Err(Error::user(format!(
+                        "spatial column `{name}` loads with its SRID in a column `{srid}`, and {} already has a \
+                         column of that name; rename one in options.query, or set options.geometry = 'internal'",
+                        relation.display
+                    )));
+                }
+            }
+        }
+        Ok(relation)
     }
 
     fn default_database(&self) -> Result<String> {
@@ -158,6 +180,11 @@ impl MysqlSource {
     }
 }
 
+/// The Arrow schema of a relation's columns (a spatial column brings its SRID column).
+fn schema_of(columns: &[(String, MysqlType)]) -> SchemaRef {
+    Arc::new(Schema::new(columns.iter().flat_map(|(n, t)| t.fields(n)).collect::<Vec<_>>()))
+}
+
 #[async_trait::async_trait]
 impl Source for MysqlSource {
     async fn check(&self) -> Result<Option<SchemaRef>> {
@@ -169,7 +196,7 @@ impl Source for MysqlSource {
             .fetch_all(&mut conn)
             .await
             .map_err(|e| db_error(e, &format!("reading {}", relation.display)))?;
-        Ok(Some(Arc::new(Schema::new(relation.columns.iter().map(|(n, t)| t.field(n)).collect::<Vec<_>>()))))
+        Ok(Some(schema_of(&relation.columns)))
     }
 
     async fn open(&self, request: &ReadRequest) -> Result<SourceStream> {
@@ -180,7 +207,7 @@ impl Source for MysqlSource {
         let options = &self.config.options;
 
         let columns = relation.columns.clone();
-        let schema = Arc::new(Schema::new(columns.iter().map(|(n, t)| t.field(n)).collect::<Vec<_>>()));
+        let schema = schema_of(&columns);
         let key_names: Vec<String> = match self.config.primary_key.is_empty() {
             false => self.config.primary_key.clone(),
             true => relation.primary_key.clone(),

@@ -20,7 +20,8 @@
 //! | `YEAR` | Int16 | |
 //! | `CHAR`, `VARCHAR`, `*TEXT`, `ENUM` | Utf8 | read as utf8mb4 (emoji intact) |
 //! | `SET` | List(Utf8) | `'a,b'` → `["a", "b"]` |
-//! | `BINARY`, `VARBINARY`, `*BLOB`, spatial types | Binary | the exact bytes |
+//! | `BINARY`, `VARBINARY`, `*BLOB` | Binary | the exact bytes |
+//! | spatial types | Binary WKB (or Utf8 WKT), and a UInt32 `<column>_srid` | `options.geometry` |
 //! | `JSON` | Utf8 tagged `arrow.json` | MariaDB's `JSON` (`LONGTEXT` + `json_valid` check) too |
 
 use std::collections::HashMap;
@@ -63,9 +64,29 @@ pub enum MysqlType {
     /// Character data: `CHAR`, `VARCHAR`, `*TEXT`, `ENUM`.
     Text,
     Set,
-    /// Byte strings: `BINARY`, `VARBINARY`, `*BLOB`, spatial types.
+    /// Byte strings: `BINARY`, `VARBINARY`, `*BLOB`.
     Bytes,
     Json,
+    /// Spatial types (`GEOMETRY`, `POINT`, …), read in `options.geometry`'s form.
+    Geometry(GeometryForm),
+}
+
+/// What a spatial column is loaded as (`options.geometry`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum GeometryForm {
+    /// Standard (OGC) WKB, and the SRID in a `<column>_srid` column beside it.
+    #[default]
+    Wkb,
+    /// Well-known text, and the SRID in a `<column>_srid` column beside it.
+    Wkt,
+    /// MySQL's own bytes: a 4-byte little-endian SRID, then WKB.
+    Internal,
+}
+
+/// The name of the column that holds a spatial column's SRID.
+pub fn srid_column(name: &str) -> String {
+    format!("{name}_srid")
 }
 
 impl MysqlType {
@@ -105,10 +126,9 @@ impl MysqlType {
             "char" | "varchar" | "tinytext" | "text" | "mediumtext" | "longtext" | "enum" | "nchar" | "nvarchar"
             | "uuid" | "inet4" | "inet6" => Text,
             "set" => Set,
-            "binary" | "varbinary" | "tinyblob" | "blob" | "mediumblob" | "longblob" | "geometry" | "point"
-            | "linestring" | "polygon" | "multipoint" | "multilinestring" | "multipolygon" | "geometrycollection" => {
-                Bytes
-            }
+            "binary" | "varbinary" | "tinyblob" | "blob" | "mediumblob" | "longblob" => Bytes,
+            "geometry" | "point" | "linestring" | "polygon" | "multipoint" | "multilinestring" | "multipolygon"
+            | "geometrycollection" | "geomcollection" => Geometry(GeometryForm::Wkb),
             "json" => Json,
             other => {
                 return Err(Error::user(format!(
@@ -147,7 +167,19 @@ impl MysqlType {
             Year => DataType::Int16,
             Text | Json => DataType::Utf8,
             Set => DataType::List(Arc::new(Field::new("item", DataType::Utf8, true))),
-            Bytes => DataType::Binary,
+            Bytes | Geometry(GeometryForm::Wkb | GeometryForm::Internal) => DataType::Binary,
+            Geometry(GeometryForm::Wkt) => DataType::Utf8,
+        }
+    }
+
+    /// The Arrow fields a column of this type becomes: itself, and for a
+    /// spatial column in WKB or WKT its SRID beside it.
+    pub fn fields(&self, name: &str) -> Vec<Field> {
+        match self {
+            MysqlType::Geometry(GeometryForm::Wkb | GeometryForm::Wkt) => {
+                vec![self.field(name), Field::new(srid_column(name), DataType::UInt32, true)]
+            }
+            _ => vec![self.field(name)],
         }
     }
 

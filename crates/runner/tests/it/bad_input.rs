@@ -114,3 +114,72 @@ async fn usage_errors_exit_2_with_a_clear_message() {
     assert_eq!(run.code, 2);
     assert!(run.stderr.contains("no pipeline named `nope`"), "{}", run.stderr);
 }
+
+/// Write a Parquet file with pyarrow: `columns` is a Python dict expression.
+async fn parquet_file(path: &std::path::Path, columns: &str) {
+    std::fs::create_dir_all(path.parent().expect("a folder")).expect("folder");
+    let script =
+        format!("import pyarrow as pa, pyarrow.parquet as pq, sys\npq.write_table(pa.table({columns}), sys.argv[1])");
+    let done = tokio::process::Command::new("python3").args(["-c", &script]).arg(path).output().await.expect("python3");
+    assert!(done.status.success(), "{}", String::from_utf8_lossy(&done.stderr));
+}
+
+/// `runner check` reads the source's schema and asks the destination what it
+/// would refuse, naming the column and how to fix it, before any data moves.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_names_what_the_destination_would_refuse_before_any_data_moves() {
+    let mut h = Harness::new("check_schema").await;
+    let files = h.dir.path().join("files");
+    h.set_env("WEIR_CONN_FILES", &format!("file://{}", files.display()));
+    let long = "a_column_name_that_is_far_longer_than_the_sixty_three_bytes_pg_allowed";
+    parquet_file(&files.join("long/part-0.parquet"), &format!("{{'id': [1], '{long}': [2]}}")).await;
+    parquet_file(&files.join("lake/part-0.parquet"), "{'id': [1, 2]}").await;
+    parquet_file(&files.join("amounts/part-0.parquet"), "{'id': [1], 'amount': [5]}").await;
+    let source = |folder: &'static str| {
+        [("source_type", "'parquet'"), ("source_connection", "'files'"), ("data_source", folder)]
+    };
+    let to_pg =
+        |table: &'static str| [("schema_name", "'bronze'"), ("destination_table", table), ("load_type", "'full'")];
+    h.pipeline("long", &[&source("'long/'")[..], &to_pg("'long'")[..]].concat()).await;
+    h.pipeline("amounts", &[&source("'amounts/'")[..], &to_pg("'amounts'")[..]].concat()).await;
+    h.pipeline(
+        "lake",
+        &[
+            &source("'lake/'")[..],
+            &to_pg("'lake'")[..],
+            &[("destination_type", "'delta'"), ("destination_connection", "'lake'")][..],
+        ]
+        .concat(),
+    )
+    .await;
+    // The lake table exists without column mapping, and the amounts table with a bigint.
+    h.runner(&["--date", D1, "--pipeline", "lake", "--pipeline", "amounts"]).await;
+    assert_eq!(h.count("bronze.amounts").await, 1);
+
+    // Now the sources change: a column name Delta takes only with column mapping, a retyped column.
+    parquet_file(&files.join("lake/part-1.parquet"), "{'id': [3], 'order id': ['x']}").await;
+    std::fs::remove_file(files.join("amounts/part-0.parquet")).expect("remove");
+    parquet_file(&files.join("amounts/part-0.parquet"), "{'id': [1], 'amount': ['five']}").await;
+
+    let check = h.runner(&["check"]).await;
+    assert_eq!(check.code, 1, "{}", check.all());
+    let line =
+        |name: &str| check.stdout.lines().find(|l| l.contains(&format!(" {name}:"))).unwrap_or_default().to_owned();
+    assert!(
+        line("long").starts_with("FAILED") && line("long").contains(long) && line("long").contains("63 bytes"),
+        "{}",
+        check.stdout
+    );
+    let lake = line("lake");
+    assert!(
+        lake.contains("column `order id`") && lake.contains("column mapping") && lake.contains("options.query"),
+        "{lake}"
+    );
+    let amounts = line("amounts");
+    assert!(amounts.contains("column `amount` is bigint") && amounts.contains("ALTER TABLE"), "{amounts}");
+    // Nothing moved: the tables are as the first run left them.
+    assert_eq!(h.count("bronze.amounts").await, 1);
+    assert!(!h.table_exists("bronze.long").await);
+    let lake_log = h.lake().join("bronze").join("lake").join("_delta_log");
+    assert_eq!(std::fs::read_dir(lake_log).expect("the lake table's log").count(), 1, "one commit, the first run's");
+}

@@ -568,7 +568,8 @@ async fn json_numbers_arrive_as_the_doubles_their_text_denotes() {
     let index = es.index("floats");
     let mapping = json!({"mappings": {"properties": {
         "d": {"type": "double"}, "f": {"type": "float"}, "sc": {"type": "scaled_float", "scaling_factor": 100},
-        "geo": {"type": "geo_point"}, "o": {"properties": {"x": {"type": "double"}}}, "fl": {"type": "flattened"}
+        "geo": {"type": "geo_point"}, "o": {"properties": {"x": {"type": "double"}}}, "fl": {"type": "flattened"},
+        "ds": {"type": "double"}
     }}});
     es.client().create_index(&index, mapping).await.expect("create index");
     let awkward: [f64; 10] = [
@@ -592,17 +593,35 @@ async fn json_numbers_arrive_as_the_doubles_their_text_denotes() {
             2 => json!([51.39999999999999, lat]),
             _ => json!(format!("POINT (51.39999999999999 {lat})")),
         };
-        let doc = json!({"d": v, "f": single(*v), "sc": v, "geo": geo, "o": {"x": v}, "fl": {"v": v}});
+        let doc = json!({"d": v, "f": single(*v), "sc": v, "geo": geo, "o": {"x": v}, "fl": {"v": v}, "ds": [v, null]});
         documents.push((format!("{i}"), doc));
     }
     es.client().bulk(&index, &documents).await.expect("bulk");
-    pipeline(&h, "floats", &index, &[]).await;
-    pipeline(&h, "floats_pg", &index, &[("destination_type", "'postgres'")]).await;
+    // A null object field and a null inside an array, beside the numbers.
+    es.client()
+        .bulk(&index, &docs(vec![("nulls", json!({"o": {"x": null}, "ds": [null], "fl": {"v": null}}))]))
+        .await
+        .expect("bulk");
+    let options = r#"'{"array_fields": ["ds"]}'"#;
+    pipeline(&h, "floats", &index, &[("options", options)]).await;
+    pipeline(&h, "floats_pg", &index, &[("destination_type", "'postgres'"), ("options", options)]).await;
     h.run_ok(D1).await;
 
     let t = delta(&h, "floats").await;
-    let pg = sqlx::query_as::<_, (String, f64, f32, f64, Value, f64, String)>(
-        "SELECT _id, d, f, (geo->>'lat')::float8, geo, (o->>'x')::float8, fl::text FROM bronze.floats_pg",
+    let nulls = row(&t, "nulls");
+    assert_eq!((&nulls["o"], &nulls["ds"], &nulls["d"]), (&json!({"x": null}), &json!([null]), &Value::Null));
+    let pg_nulls: (Value, Vec<Option<f64>>, String) =
+        sqlx::query_as("SELECT o, ds, fl::text FROM bronze.floats_pg WHERE _id = 'nulls'")
+            .fetch_one(&h.pool)
+            .await
+            .expect("the row of nulls");
+    assert_eq!(pg_nulls.0, json!({"x": null}), "a null field of an object is kept in jsonb");
+    assert_eq!(pg_nulls.1, [None], "a null inside an array is kept");
+    assert_eq!(serde_json::from_str::<Value>(&pg_nulls.2).expect("jsonb"), json!({"v": null}));
+
+    let pg = sqlx::query_as::<_, (String, f64, f32, f64, Value, f64, String, Vec<Option<f64>>)>(
+        "SELECT _id, d, f, (geo->>'lat')::float8, geo, (o->>'x')::float8, fl::text, ds FROM bronze.floats_pg
+         WHERE _id <> 'nulls'",
     )
     .fetch_all(&h.pool)
     .await
@@ -621,7 +640,10 @@ async fn json_numbers_arrive_as_the_doubles_their_text_denotes() {
         let fl: Value = serde_json::from_str(r["fl"].as_str().expect("flattened as text")).expect("JSON");
         assert_eq!(f64_of(&fl["v"]).to_bits(), v.to_bits(), "flattened JSON text, doc {id}");
 
-        let (_, d, f, glat, _, ox, fl) = pg.iter().find(|r| r.0 == id).expect("row in PostgreSQL");
+        let ds = r["ds"].as_array().expect("a list");
+        assert_eq!((f64_of(&ds[0]).to_bits(), &ds[1]), (v.to_bits(), &Value::Null), "delta list, doc {id}");
+        let (_, d, f, glat, _, ox, fl, pg_ds) = pg.iter().find(|r| r.0 == id).expect("row in PostgreSQL");
+        assert_eq!(pg_ds.iter().map(|x| x.map(f64::to_bits)).collect::<Vec<_>>(), [Some(v.to_bits()), None]);
         assert_eq!(d.to_bits(), v.to_bits(), "postgres double, doc {id}");
         assert_eq!(f.to_bits(), single(*v).to_bits(), "postgres real, doc {id}");
         // jsonb holds -0.0 as a string, which casts back to -0.0.

@@ -619,3 +619,82 @@ async fn a_timestamp_watermark_round_trips_through_utc() {
     let wm = h.last_audit("t").await.watermark_after.unwrap_or_default();
     assert!(wm.starts_with("2025-03-23T11:00:00"), "{wm}");
 }
+
+/// Spatial columns arrive as standard WKB (or WKT, by option) with the SRID in
+/// a column beside them: MariaDB itself must read back, from what landed, the
+/// very geometry it holds (`ST_AsBinary` of the source equals the loaded WKB,
+/// and `ST_AsBinary(ST_GeomFromText(loaded WKT))`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spatial_columns_arrive_as_wkb_or_wkt_with_their_srid() {
+    let mut h = Harness::new("my_geo").await;
+    let url = oltp(
+        &mut h,
+        "geo",
+        "CREATE TABLE places (id INT PRIMARY KEY, g GEOMETRY NULL, p POINT NULL, poly POLYGON NULL);
+         INSERT INTO places VALUES
+           (1, ST_GeomFromText('POINT(51.39999999999999 35.7)', 4326), ST_GeomFromText('POINT(1.5 -2.25)', 3857),
+               ST_GeomFromText('POLYGON((0 0,1 0,1 1,0 0),(0.2 0.1,0.3 0.1,0.3 0.2,0.2 0.1))', 4326)),
+           (2, ST_GeomFromText('GEOMETRYCOLLECTION(POINT(1 2),LINESTRING(0 0,3 4))', 0), NULL, NULL),
+           (3, NULL, NULL, NULL),
+           (4, ST_GeomFromText('MULTIPOLYGON(((0 0,2 0,2 2,0 0)),((5 5,6 5,6 6,5 5)))', 4326),
+               ST_GeomFromText('POINT(0.1 1e-300)', 4326), NULL);",
+    )
+    .await;
+    pipeline(&h, "geo_pg", "places", &[("load_type", "'full'")]).await;
+    pipeline(
+        &h,
+        "geo_delta",
+        "places",
+        &[
+            ("load_type", "'full'"),
+            ("destination_type", "'delta'"),
+            ("destination_connection", "'lake'"),
+            ("options", r#"'{"geometry": "wkt"}'"#),
+        ],
+    )
+    .await;
+    h.run_ok(D1).await;
+
+    let mut my = <sqlx::MySqlConnection as sqlx::Connection>::connect(&url).await.expect("MariaDB");
+    type Source = (i32, Option<Vec<u8>>, Option<i64>);
+    for column in ["g", "p", "poly"] {
+        let truth: Vec<Source> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT id, ST_AsBinary({column}), CAST(ST_SRID({column}) AS SIGNED) FROM places ORDER BY id"
+        )))
+        .fetch_all(&mut my)
+        .await
+        .expect("MariaDB's own reading");
+        let loaded: Vec<(i32, Option<Vec<u8>>, Option<i64>)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT id, \"{column}\", \"{column}_srid\" FROM bronze.geo_pg ORDER BY id"
+        )))
+        .fetch_all(&h.pool)
+        .await
+        .expect("PostgreSQL");
+        assert_eq!(loaded.len(), truth.len());
+        for ((id, wkb, srid), (_, pg_wkb, pg_srid)) in truth.iter().zip(&loaded) {
+            assert_eq!(pg_wkb, wkb, "{column} of row {id}: the loaded bytes are MariaDB's WKB");
+            assert_eq!(pg_srid, srid, "{column} of row {id}: the SRID");
+        }
+
+        let delta = weir_testkit::delta::read(
+            &h.lake().join("bronze").join("geo_delta").display().to_string(),
+            &BTreeMap::new(),
+        )
+        .await
+        .expect("the Delta readers");
+        for (id, wkb, srid) in &truth {
+            let row = delta.row("id", i64::from(*id)).expect("row in Delta");
+            assert_eq!(row[&format!("{column}_srid")].as_i64(), *srid, "{column} of row {id}");
+            let wkt = row[column].as_str();
+            let parsed: Option<Vec<u8>> = match wkt {
+                None => None,
+                Some(wkt) => sqlx::query_scalar("SELECT ST_AsBinary(ST_GeomFromText(?))")
+                    .bind(wkt)
+                    .fetch_one(&mut my)
+                    .await
+                    .expect("MariaDB parses the WKT"),
+            };
+            assert_eq!(&parsed, wkb, "{column} of row {id}: MariaDB reads the loaded WKT {wkt:?} as its geometry");
+        }
+    }
+}
