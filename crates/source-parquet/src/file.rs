@@ -16,6 +16,7 @@
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
 
 use arrow::array::{Array, ArrayRef, AsArray, RecordBatch};
 use arrow::datatypes::{
@@ -123,6 +124,8 @@ impl ParquetFile {
     }
 
     /// The file's rows, row group by row group.
+    /// The file's rows, row group by row group. A row group that yields another
+    /// number of rows than its metadata says fails the read: never less than the file holds.
     pub fn batches(self, store: Arc<dyn ObjectStore>, reading: Reading) -> BoxStream<'static, Result<Batch>> {
         let file = Arc::new(self);
         let mut reader = ObjectReader::new(store, &file.object);
@@ -132,7 +135,29 @@ impl ParquetFile {
         let row_groups = file.metadata.metadata().num_row_groups();
         stream::iter(0..row_groups)
             .map(move |rg| match file.row_group(&reader, rg, reading) {
-                Ok(batches) => batches,
+                Ok(batches) => {
+                    let expected = file.metadata.metadata().row_group(rg).num_rows();
+                    let name = file.name.clone();
+                    let read = Arc::new(AtomicI64::new(0));
+                    let tally = read.clone();
+                    let tail = stream::once(async move {
+                        let got = read.load(Ordering::Relaxed);
+                        match got == expected {
+                            true => Ok(None),
+                            false => Err(Error::user(format!(
+                                "`{name}`: row group {rg} says it holds {expected} rows, but {got} were read from \
+                                 it; the file is damaged or its writer is broken. Rewrite or remove it"
+                            ))),
+                        }
+                    })
+                    .try_filter_map(|batch: Option<Batch>| futures::future::ready(Ok(batch)));
+                    batches
+                        .inspect_ok(move |(b, _)| {
+                            tally.fetch_add(b.num_rows() as i64, Ordering::Relaxed);
+                        })
+                        .chain(tail)
+                        .boxed()
+                }
                 Err(e) => stream::once(async { Err(e) }).boxed(),
             })
             .flatten()
