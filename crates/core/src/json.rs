@@ -33,6 +33,25 @@ use arrow::datatypes::{
 
 use crate::{Error, Result};
 
+/// Arrow's field metadata key for an extension type.
+pub const EXTENSION_KEY: &str = "ARROW:extension:name";
+/// Arrow's canonical extension for JSON text: a Utf8 column whose values are
+/// JSON documents (a MySQL `JSON` column, Parquet's `JSON` type). Sinks load it
+/// as JSON (`jsonb` in PostgreSQL).
+pub const JSON_EXTENSION: &str = "arrow.json";
+
+/// Whether `field` holds JSON text.
+pub fn is_json_field(field: &arrow::datatypes::Field) -> bool {
+    field.metadata().get(EXTENSION_KEY).map(String::as_str) == Some(JSON_EXTENSION)
+}
+
+/// `field` tagged as JSON text.
+pub fn json_field(field: arrow::datatypes::Field) -> arrow::datatypes::Field {
+    let mut metadata = field.metadata().clone();
+    metadata.insert(EXTENSION_KEY.to_owned(), JSON_EXTENSION.to_owned());
+    field.with_metadata(metadata)
+}
+
 /// What had to be written differently from a plain JSON value.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct JsonCounts {
@@ -302,7 +321,14 @@ fn write_list(items: &dyn Array, out: &mut String, counts: &mut JsonCounts) -> R
 /// A map key as object-key text: a string as it is, anything else as its JSON
 /// form without quotes.
 fn key_text(keys: &dyn Array, i: usize, counts: &mut JsonCounts) -> Result<String, String> {
+    if keys.is_null(i) {
+        return Ok("null".to_owned());
+    }
     match keys.data_type() {
+        DataType::Dictionary(_, _) => {
+            let dict = keys.as_any_dictionary();
+            key_text(dict.values().as_ref(), dictionary_key(dict.keys(), i)?, counts)
+        }
         DataType::Utf8 => Ok(keys.as_string::<i32>().value(i).to_owned()),
         DataType::LargeUtf8 => Ok(keys.as_string::<i64>().value(i).to_owned()),
         DataType::Utf8View => Ok(keys.as_string_view().value(i).to_owned()),

@@ -11,6 +11,7 @@ pub mod date;
 pub mod error;
 pub mod ident;
 pub mod json;
+pub mod lag;
 pub mod narrow;
 pub mod options;
 pub mod pipeline;

@@ -34,7 +34,12 @@ pub fn needs_microseconds(dt: &DataType) -> bool {
         DataType::Timestamp(unit, _) | DataType::Duration(unit) => *unit != TimeUnit::Microsecond,
         DataType::Time32(_) => true,
         DataType::Time64(unit) => *unit != TimeUnit::Microsecond,
-        DataType::List(f) | DataType::LargeList(f) | DataType::FixedSizeList(f, _) => needs_microseconds(f.data_type()),
+        DataType::List(f)
+        | DataType::LargeList(f)
+        | DataType::FixedSizeList(f, _)
+        | DataType::ListView(f)
+        | DataType::LargeListView(f) => needs_microseconds(f.data_type()),
+        DataType::Dictionary(_, value) => needs_microseconds(value),
         _ => false,
     }
 }
@@ -54,6 +59,12 @@ pub fn to_microseconds(array: &ArrayRef, name: &str) -> Result<(ArrayRef, u64)> 
         return Ok((array.clone(), 0));
     }
     Ok(match dt {
+        // Dictionaries and list views as their plain forms first: a cast between
+        // units would round toward zero, uncounted.
+        DataType::Dictionary(_, value) => to_microseconds(&arrow::compute::cast(array, value)?, name)?,
+        DataType::ListView(f) | DataType::LargeListView(f) => {
+            to_microseconds(&arrow::compute::cast(array, &DataType::List(f.clone()))?, name)?
+        }
         DataType::Timestamp(unit, tz) => {
             let (values, lost) = match unit {
                 TimeUnit::Second => scale_up::<TimestampSecondType, TimestampMicrosecondType>(array, 1_000_000),

@@ -37,11 +37,8 @@ pub struct MaintainReport {
 pub async fn maintain(location: &TableLocation, options: &MaintainOptions) -> Result<MaintainReport> {
     let what = |op: &str| format!("{op} the Delta table at {}", location.display());
     let table = location.open().await?;
-    let mapped = table
-        .snapshot()
-        .is_ok_and(|s| s.metadata().configuration().get("delta.columnMapping.mode").is_some_and(|m| m != "none"));
     // delta-rs 1.1 cannot rewrite the files of a table with column mapping: vacuum only.
-    let (table, (files_compacted, files_written)) = if mapped {
+    let (table, (files_compacted, files_written)) = if crate::sink::column_mapped(&table) {
         tracing::info!(table = %location.display(), "the table uses column mapping, which delta-rs cannot compact; vacuuming only");
         (table, (0, 0))
     } else {

@@ -180,7 +180,7 @@ impl DeltaSink {
                 return Ok(vec![("delta.columnMapping.mode".to_owned(), Some("name".to_owned()))]);
             }
             Err(_) => return Ok(Vec::new()),
-            Ok(state) => state.metadata().configuration().get("delta.columnMapping.mode").is_some_and(|m| m != "none"),
+            Ok(_) => column_mapped(table),
         };
         if mapped && !plan.new_columns.is_empty() {
             return Err(Error::user(format!(
@@ -294,6 +294,13 @@ pub(crate) async fn committed_load(table: &DeltaTable, pipeline: &str) -> Result
         .transaction_version(table.log_store().as_ref(), app_id(pipeline))
         .await
         .map_err(|e| delta_error(e, "reading the table's application transactions"))
+}
+
+/// Whether the table uses column mapping (physical names in its files).
+pub(crate) fn column_mapped(table: &DeltaTable) -> bool {
+    table
+        .snapshot()
+        .is_ok_and(|s| s.metadata().configuration().get("delta.columnMapping.mode").is_some_and(|m| m != "none"))
 }
 
 fn app_id(pipeline: &str) -> String {

@@ -273,6 +273,13 @@ fn convert(array: &ArrayRef, to: &DataType, name: &str, lost: &mut u64) -> std::
         (Timestamp(_, _), Timestamp(_, _)) => cast(&micros(array, lost)?, to)?,
         (Duration(_), Int64) => cast(&micros(array, lost)?, to)?,
         (Time32(_) | Time64(_), Utf8) => time_text(array)?,
+        (Date64, Date32) => {
+            let ms = array.as_primitive::<arrow::datatypes::Date64Type>();
+            if let Some(v) = ms.iter().flatten().find(|v| v.rem_euclid(86_400_000) != 0) {
+                return Err(format!("the Date64 value {v} is not a whole day"));
+            }
+            cast(array, to)?
+        }
         (Struct(_), Struct(fields)) => {
             let s = array.as_struct();
             let columns = s

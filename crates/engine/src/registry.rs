@@ -21,6 +21,7 @@ impl Registry {
             weir_source_parquet::REGISTRATION,
             weir_source_mysql::REGISTRATION,
             weir_source_elasticsearch::REGISTRATION,
+            weir_source_postgres::REGISTRATION,
         ];
         let sinks = [weir_sink_postgres::REGISTRATION, weir_delta::REGISTRATION];
         let transforms = [weir_transform_dbt::REGISTRATION];
@@ -76,7 +77,10 @@ mod tests {
         assert!(matches!(r.task("parquet"), Ok(TaskKind::Load(_))) && r.sink("postgres").is_ok());
         assert!(matches!(r.task("dbt"), Ok(TaskKind::Transform(_))));
         let err = r.task("parquett").err().map(|e| e.to_string()).unwrap_or_default();
-        assert_eq!(err, "source_type `parquett` is not known; known source types: elasticsearch, mysql, parquet, dbt");
+        assert_eq!(
+            err,
+            "source_type `parquett` is not known; known source types: elasticsearch, mysql, parquet, postgres, dbt"
+        );
         assert!(r.sink("oracle").is_err());
     }
 }

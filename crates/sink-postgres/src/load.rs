@@ -195,18 +195,17 @@ impl Sink for PostgresSink {
                 tracing::debug!(rows = deleted.rows_affected(), date = %request.run_date, "replaced the date's rows");
                 target.clone()
             }
-            Mode::Upsert => {
-                exec(
-                    &mut tx,
-                    &format!(
-                        "CREATE TEMP TABLE _weir_stage (LIKE {target}) ON COMMIT DROP;
-                         ALTER TABLE _weir_stage ADD COLUMN _weir_seq bigint GENERATED ALWAYS AS IDENTITY"
-                    ),
-                    "creating the staging table",
-                )
-                .await?;
+            Mode::Upsert => target.clone(),
+        };
+        // Rows go through a staging table when they are merged, or when some
+        // column arrives as text for the server to cast to its declared type.
+        let staged = mode == Mode::Upsert || encoder.plans().iter().any(|p| p.cast);
+        let copy_target = match staged {
+            true => {
+                exec(&mut tx, &stage_table(&encoder), "creating the staging table").await?;
                 "_weir_stage".to_owned()
             }
+            false => copy_target,
         };
 
         let flush_at = self.options.copy_buffer_bytes.unwrap_or(DEFAULT_COPY_BUFFER).max(64 * 1024);
@@ -246,10 +245,20 @@ impl Sink for PostgresSink {
             }
         };
 
-        outcome.rows_written = if mode == Mode::Upsert {
-            merge_staged(&mut tx, &target, &encoder.column_names(), request).await?
-        } else {
-            copied
+        let exprs = stage_exprs(&encoder);
+        outcome.rows_written = match (mode, staged) {
+            (Mode::Upsert, _) => merge_staged(&mut tx, &target, &encoder.column_names(), &exprs, request).await?,
+            (_, true) => {
+                let sql = format!("INSERT INTO {target} ({columns}) SELECT {} FROM _weir_stage", exprs.join(", "));
+                sqlx::query(AssertSqlSafe(sql))
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(|e| {
+                        db_error(e, "moving the staged rows into the table (casting them to the column types)")
+                    })?
+                    .rows_affected()
+            }
+            (_, false) => copied,
         };
 
         outcome.counts = encoder.counts().clone();
@@ -342,9 +351,52 @@ pub(crate) fn check_name_length(name: &str) -> Result<()> {
     )))
 }
 
+/// `CREATE TEMP TABLE _weir_stage`: the columns COPY writes, as the table has
+/// them, except those that arrive as text for the server to cast; and the
+/// arrival order.
+fn stage_table(encoder: &BatchEncoder) -> String {
+    let mut defs: Vec<String> = encoder
+        .plans()
+        .iter()
+        .map(|p| {
+            let pg_type = match (p.cast, p.pg_type.ends_with("[]")) {
+                (true, true) => "text[]",
+                (true, false) => "text",
+                (false, _) => p.pg_type.as_str(),
+            };
+            format!("{} {pg_type}", quote_ident(&p.name))
+        })
+        .collect();
+    for extra in encoder.column_names().iter().skip(encoder.plans().len()) {
+        defs.push(format!("{} date", quote_ident(extra)));
+    }
+    defs.push("_weir_seq bigint GENERATED ALWAYS AS IDENTITY".to_owned());
+    format!("CREATE TEMP TABLE _weir_stage ({}) ON COMMIT DROP", defs.join(", "))
+}
+
+/// The staged columns as the table takes them: cast where they arrived as text.
+fn stage_exprs(encoder: &BatchEncoder) -> Vec<String> {
+    let mut exprs: Vec<String> = encoder
+        .plans()
+        .iter()
+        .map(|p| match p.cast {
+            true => format!("{q}::{} AS {q}", p.pg_type, q = quote_ident(&p.name)),
+            false => quote_ident(&p.name),
+        })
+        .collect();
+    exprs.extend(encoder.column_names().iter().skip(encoder.plans().len()).map(|c| quote_ident(c)));
+    exprs
+}
+
 /// Merge the staged rows: the latest row per key (by watermark column, then
 /// arrival) replaces the table's row, unless the table's row is newer.
-async fn merge_staged(conn: &mut PgConnection, target: &str, columns: &[String], request: &LoadRequest) -> Result<u64> {
+async fn merge_staged(
+    conn: &mut PgConnection,
+    target: &str,
+    columns: &[String],
+    exprs: &[String],
+    request: &LoadRequest,
+) -> Result<u64> {
     let cols: Vec<String> = columns.iter().map(|c| quote_ident(c)).collect();
     let key: Vec<String> = request.primary_key.iter().map(Ident::quoted).collect();
     let mut order = key.clone();
@@ -368,10 +420,11 @@ async fn merge_staged(conn: &mut PgConnection, target: &str, columns: &[String],
     };
     let sql = format!(
         "INSERT INTO {target} ({cols})
-         SELECT {cols} FROM (SELECT DISTINCT ON ({key}) {cols} FROM _weir_stage ORDER BY {order}) latest
+         SELECT {cols} FROM (SELECT DISTINCT ON ({key}) {exprs} FROM _weir_stage ORDER BY {order}) latest
          ON CONFLICT ({key}) {on_conflict}",
         cols = cols.join(", "),
         key = key.join(", "),
+        exprs = exprs.join(", "),
         order = order.join(", "),
     );
     let done = sqlx::query(AssertSqlSafe(sql))

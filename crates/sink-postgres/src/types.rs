@@ -31,6 +31,120 @@ pub struct ColumnPlan {
     pub json: Option<JsonKind>,
     /// The source value is converted to JSON text first (structs, maps, nested lists).
     pub to_json: bool,
+    /// The value arrives as its text (or an array of texts) and the server
+    /// casts it to `pg_type`: the column's declared type, which no binary
+    /// encoding here writes (`inet`, `interval`, `uuid`, an unconstrained `numeric`…).
+    pub cast: bool,
+}
+
+/// Field metadata a source sets with the column's declared PostgreSQL type (a
+/// PostgreSQL source does): a new column is created with that type, so a table
+/// copied from PostgreSQL keeps its types.
+pub const PG_TYPE_KEY: &str = "weir:pg_type";
+
+/// The built-in types a declared type may name (enums, domains and other
+/// user-defined types would not exist in the destination).
+const BUILTIN_TYPES: &[&str] = &[
+    "smallint",
+    "integer",
+    "bigint",
+    "real",
+    "double precision",
+    "numeric",
+    "boolean",
+    "text",
+    "character varying",
+    "character",
+    "name",
+    "bytea",
+    "date",
+    "time without time zone",
+    "time with time zone",
+    "timestamp without time zone",
+    "timestamp with time zone",
+    "interval",
+    "uuid",
+    "json",
+    "jsonb",
+    "inet",
+    "cidr",
+    "macaddr",
+    "macaddr8",
+    "money",
+    "xml",
+    "bit",
+    "bit varying",
+    "oid",
+    "point",
+    "line",
+    "lseg",
+    "box",
+    "path",
+    "polygon",
+    "circle",
+    "tsvector",
+    "tsquery",
+    "int4range",
+    "int8range",
+    "numrange",
+    "tsrange",
+    "tstzrange",
+    "daterange",
+    "pg_lsn",
+];
+
+/// A type in one spelling: no type modifiers, the long names (`timestamptz` →
+/// `timestamp with time zone`), and how many array dimensions it has.
+fn canonical(pg: &str) -> (String, usize) {
+    let mut text = pg.trim().to_ascii_lowercase();
+    let mut dims = 0;
+    while let Some(stripped) = text.strip_suffix("[]") {
+        text = stripped.trim_end().to_owned();
+        dims += 1;
+    }
+    let mut base = String::with_capacity(text.len());
+    let mut depth = 0;
+    for c in text.chars() {
+        match c {
+            '(' => depth += 1,
+            ')' => depth -= 1,
+            _ if depth == 0 => base.push(c),
+            _ => {}
+        }
+    }
+    let base = base.split_whitespace().collect::<Vec<_>>().join(" ");
+    let long = match base.as_str() {
+        "timestamptz" => "timestamp with time zone",
+        "timestamp" => "timestamp without time zone",
+        "timetz" => "time with time zone",
+        "time" => "time without time zone",
+        "int2" => "smallint",
+        "int4" | "int" => "integer",
+        "int8" => "bigint",
+        "float4" => "real",
+        "float8" => "double precision",
+        "bool" => "boolean",
+        "varchar" => "character varying",
+        "char" | "bpchar" => "character",
+        other if other.starts_with("interval") => "interval",
+        other => other,
+    };
+    (long.to_owned(), dims)
+}
+
+/// The declared PostgreSQL type of `field`, if a source gave one and it is a built-in type.
+fn declared_type(field: &Field) -> Option<&str> {
+    let declared = field.metadata().get(PG_TYPE_KEY)?;
+    let safe = declared.chars().all(|c| c.is_ascii_alphanumeric() || " _(),[]".contains(c));
+    (safe && BUILTIN_TYPES.contains(&canonical(declared).0.as_str())).then_some(declared.as_str())
+}
+
+/// Whether values encoded for `default` (the type Weir would pick) are valid
+/// binary input for `declared`: the same type, or text for any text type.
+fn same_encoding(declared: &str, default: &str) -> bool {
+    let text = |t: &str| matches!(t, "text" | "character varying" | "character" | "name");
+    let ((d, d_dims), (f, f_dims)) = (canonical(declared), canonical(default));
+    d_dims == f_dims && (d == f || (text(&d) && text(&f)))
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -81,29 +195,32 @@ fn numeric(p: u8, s: i8) -> (String, DataType) {
     (pg, DataType::Decimal128(p.min(38), s))
 }
 
-/// Arrow's canonical extension type for JSON text (a MySQL `JSON` column, say).
-const JSON_EXTENSION: &str = "arrow.json";
-
 /// The plan for a column of a table Weir creates.
 pub fn new_column(field: &Field) -> ColumnPlan {
-    if field.metadata().get("ARROW:extension:name").map(String::as_str) == Some(JSON_EXTENSION) {
-        return ColumnPlan {
-            name: field.name().clone(),
-            pg_type: "jsonb".to_owned(),
-            arrow: DataType::Utf8,
-            json: Some(JsonKind::Jsonb),
-            to_json: false,
+    let plan = |pg_type: &str, arrow: DataType, json: Option<JsonKind>| ColumnPlan {
+        name: field.name().clone(),
+        pg_type: pg_type.to_owned(),
+        arrow,
+        json,
+        to_json: false,
+        cast: false,
+    };
+    let declared = declared_type(field);
+    if weir_core::json::is_json_field(field) {
+        return match declared.map(|d| canonical(d).0) {
+            Some(json) if json == "json" => plan("json", DataType::Utf8, Some(JsonKind::Json)),
+            _ => plan("jsonb", DataType::Utf8, Some(JsonKind::Jsonb)),
         };
     }
-    match default_type(field.data_type()) {
-        Some((pg_type, arrow)) => ColumnPlan { name: field.name().clone(), pg_type, arrow, json: None, to_json: false },
-        None => ColumnPlan {
-            name: field.name().clone(),
-            pg_type: "jsonb".to_owned(),
-            arrow: DataType::Utf8,
-            json: Some(JsonKind::Jsonb),
-            to_json: true,
-        },
+    let Some((pg_type, arrow)) = default_type(field.data_type()) else {
+        return ColumnPlan { to_json: true, ..plan("jsonb", DataType::Utf8, Some(JsonKind::Jsonb)) };
+    };
+    match declared {
+        Some(declared) if same_encoding(declared, &pg_type) => plan(declared, arrow, None),
+        Some(declared) if matches!(canonical(&pg_type), (t, _) if t == "text") => {
+            ColumnPlan { cast: true, ..plan(declared, arrow, None) }
+        }
+        _ => plan(&pg_type, arrow, None),
     }
 }
 
@@ -112,6 +229,9 @@ pub fn new_column(field: &Field) -> ColumnPlan {
 /// source type cannot be written there without loss.
 pub fn existing_column(field: &Field, existing: &str) -> Result<ColumnPlan> {
     let fresh = new_column(field);
+    if fresh.cast && canonical(&fresh.pg_type) == canonical(existing) {
+        return Ok(ColumnPlan { pg_type: existing.to_owned(), ..fresh });
+    }
     let base = base_type(existing);
     let source = unwrap_dictionary(field.data_type());
     let plan = |arrow: DataType, json: Option<JsonKind>| ColumnPlan {
@@ -120,6 +240,7 @@ pub fn existing_column(field: &Field, existing: &str) -> Result<ColumnPlan> {
         arrow,
         json,
         to_json: fresh.to_json,
+        cast: false,
     };
     if let Some(json) = match base {
         "jsonb" => Some(JsonKind::Jsonb),
@@ -128,6 +249,10 @@ pub fn existing_column(field: &Field, existing: &str) -> Result<ColumnPlan> {
     } && (fresh.to_json || matches!(source, DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View))
     {
         return Ok(plan(DataType::Utf8, Some(json)));
+    }
+    // JSON text into a text column: the text as it is.
+    if fresh.json.is_some() && !fresh.to_json && matches!(base, "text" | "character varying") {
+        return Ok(ColumnPlan { json: None, ..plan(DataType::Utf8, None) });
     }
     if let Some(element) = existing.strip_suffix("[]") {
         if let Some(item) = list_item(source) {
@@ -235,13 +360,18 @@ impl BatchEncoder {
             }
         }
         let encoder = ArrowToPostgresBinaryEncoder::try_new_with_encoders(&schema, &encoders).map_err(encode_error)?;
+        // By the column's type: a list with a time zone may go into a `timestamp[]` column, and one without into `timestamptz[]`.
         let timestamptz_arrays = plans
             .iter()
             .enumerate()
-            .filter(|(_, p)| matches!(&p.arrow, DataType::List(f) if matches!(f.data_type(), DataType::Timestamp(_, Some(_)))))
+            .filter(|(_, p)| p.pg_type.strip_suffix("[]").is_some_and(|element| base_type(element) == "timestamptz"))
             .map(|(i, _)| i)
             .collect();
         Ok(Self { plans, schema, encoder, constant, counts: BTreeMap::new(), timestamptz_arrays })
+    }
+
+    pub fn plans(&self) -> &[ColumnPlan] {
+        &self.plans
     }
 
     /// The quoted column list for `COPY … (…)`.
@@ -341,8 +471,8 @@ fn convert(plan: &ColumnPlan, column: &ArrayRef, counts: &mut BTreeMap<&'static 
         add(narrow_counts::JSON_DUPLICATE_MAP_KEYS, found.duplicate_map_keys);
         return Ok(json);
     }
-    if plan.json.is_some() {
-        return json_text(column, &plan.name, &mut add);
+    if let Some(kind) = plan.json {
+        return json_text(column, &plan.name, kind, &mut add);
     }
     let (column, lost) = narrow::to_microseconds(column, &plan.name)?;
     add(narrow_counts::TRUNCATED_NANOSECONDS, lost);
@@ -356,13 +486,22 @@ fn convert(plan: &ColumnPlan, column: &ArrayRef, counts: &mut BTreeMap<&'static 
     })
 }
 
-/// JSON text for a `json`/`jsonb` column, with negative zeros (which `jsonb`
-/// would turn into 0) written as the string `"-0.0"` and counted.
-fn json_text(column: &ArrayRef, name: &str, add: &mut impl FnMut(&'static str, u64)) -> Result<ArrayRef> {
+/// JSON text for a `json`/`jsonb` column. `jsonb` keeps numbers as `numeric`,
+/// which has no negative zero: there they are written as the string `"-0.0"`
+/// and counted. A `json` column keeps the text as it is.
+fn json_text(
+    column: &ArrayRef,
+    name: &str,
+    kind: JsonKind,
+    add: &mut impl FnMut(&'static str, u64),
+) -> Result<ArrayRef> {
     let options = CastOptions { safe: false, ..Default::default() };
     let text = cast_with_options(column, &DataType::Utf8, &options)
         .map_err(|e| Error::user(format!("column `{name}`: a value cannot be written as JSON text ({e})")))?;
     check_holds(&text, name)?;
+    if kind == JsonKind::Json {
+        return Ok(text);
+    }
     let strings = text.as_string::<i32>();
     if !strings.iter().flatten().any(|s| weir_core::json::rewrite_negative_zeros(s).is_some()) {
         return Ok(text);

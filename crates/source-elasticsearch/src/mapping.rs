@@ -27,9 +27,6 @@ use weir_core::{Error, Result};
 
 use crate::dates::DateFormats;
 
-/// Arrow's canonical extension name for JSON text (a `jsonb` column in PostgreSQL).
-const JSON_EXTENSION: &str = "arrow.json";
-
 /// How one field's values load.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Kind {
@@ -92,7 +89,7 @@ pub fn geo_fields() -> Fields {
 pub fn arrow_field(name: &str, kind: &Kind) -> ArrowField {
     let field = ArrowField::new(name, kind.arrow(), true);
     match kind {
-        Kind::Json => field.with_metadata(HashMap::from([("ARROW:extension:name".into(), JSON_EXTENSION.into())])),
+        Kind::Json => weir_core::json::json_field(field),
         _ => field,
     }
 }

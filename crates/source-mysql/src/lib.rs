@@ -11,7 +11,6 @@
 mod decode;
 mod error;
 mod geometry;
-mod lag;
 mod read;
 mod relation;
 mod source;

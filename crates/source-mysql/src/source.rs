@@ -15,10 +15,10 @@ use weir_core::{
 
 use crate::decode::{Param, datetime_literal};
 use crate::error::db_error;
-use crate::lag::Lag;
 use crate::read::{Chunk, Cond, Plan, bind_all, bounds, ranges, read_range, start_snapshot};
 use crate::relation::{Relation, describe_query, describe_table, quote};
 use crate::types::{GeometryForm, MysqlType, srid_column};
+use weir_core::lag::Lag;
 
 /// Batches each range decodes ahead of the sink.
 const RANGE_QUEUE: usize = 2;

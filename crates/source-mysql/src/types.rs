@@ -24,15 +24,10 @@
 //! | spatial types | Binary WKB (or Utf8 WKT), and a UInt32 `<column>_srid` | `options.geometry` |
 //! | `JSON` | Utf8 tagged `arrow.json` | MariaDB's `JSON` (`LONGTEXT` + `json_valid` check) too |
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use arrow::datatypes::{DataType, Field, TimeUnit};
 use weir_core::{Error, Result};
-
-/// Arrow's canonical extension type for JSON text.
-pub const JSON_EXTENSION: &str = "arrow.json";
-const EXTENSION_KEY: &str = "ARROW:extension:name";
 
 /// Precision an Arrow `Decimal128` holds.
 const DECIMAL128_MAX_PRECISION: u8 = 38;
@@ -188,9 +183,7 @@ impl MysqlType {
     pub fn field(&self, name: &str) -> Field {
         let field = Field::new(name, self.arrow(), true);
         match self {
-            MysqlType::Json => {
-                field.with_metadata(HashMap::from([(EXTENSION_KEY.to_owned(), JSON_EXTENSION.to_owned())]))
-            }
+            MysqlType::Json => weir_core::json::json_field(field),
             _ => field,
         }
     }
@@ -250,6 +243,6 @@ mod tests {
         assert_eq!(t("timestamp"), DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())));
         assert_eq!(t("bit(64)"), DataType::UInt64);
         let json = MysqlType::Json.field("doc");
-        assert_eq!(json.metadata().get(EXTENSION_KEY).map(String::as_str), Some(JSON_EXTENSION));
+        assert!(weir_core::json::is_json_field(&json));
     }
 }

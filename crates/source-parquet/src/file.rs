@@ -68,15 +68,16 @@ struct Int96 {
     millis: ArrowReaderMetadata,
     nanos: ArrowReaderMetadata,
     /// The INT96 leaves, by parquet column index.
-    leaves: Vec<usize>,
+    leaves: BTreeSet<usize>,
+    /// The top-level columns holding them: read whole (a map is read only
+    /// with both its keys and its values).
+    roots: BTreeSet<usize>,
+    /// The leaves of those columns, in order: what the two other readings hold.
+    read: Vec<usize>,
 }
 
 /// A batch, and how many of its values lost digits below a microsecond.
 pub type Batch = (RecordBatch, u64);
-
-/// Arrow's canonical extension name for JSON text, which sinks load as JSON
-/// (`jsonb` in PostgreSQL).
-pub const JSON_EXTENSION: (&str, &str) = ("ARROW:extension:name", "arrow.json");
 
 impl ParquetFile {
     pub async fn open(location: &Location, object: &ObjectMeta) -> Result<Self> {
@@ -104,10 +105,15 @@ impl ParquetFile {
         let (metadata, int96) = if leaves.is_empty() {
             (ArrowReaderMetadata::try_new(metadata, ArrowReaderOptions::new()).map_err(|e| read_error(&name, e))?, None)
         } else {
+            let descr = metadata.file_metadata().schema_descr();
+            let roots: BTreeSet<usize> = leaves.iter().map(|&l| descr.get_column_root_idx(l)).collect();
+            let read = (0..descr.num_columns()).filter(|&c| roots.contains(&descr.get_column_root_idx(c))).collect();
             let checks = Int96 {
                 millis: with_hint(TimeUnit::Millisecond)?,
                 nanos: with_hint(TimeUnit::Nanosecond)?,
-                leaves: leaves.clone(),
+                leaves: leaves.iter().copied().collect(),
+                roots,
+                read,
             };
             (with_hint(TimeUnit::Microsecond)?, Some(checks))
         };
@@ -123,7 +129,6 @@ impl ParquetFile {
             .map(|f| f.name())
     }
 
-    /// The file's rows, row group by row group.
     /// The file's rows, row group by row group. A row group that yields another
     /// number of rows than its metadata says fails the read: never less than the file holds.
     pub fn batches(self, store: Arc<dyn ObjectStore>, reading: Reading) -> BoxStream<'static, Result<Batch>> {
@@ -184,7 +189,7 @@ impl ParquetFile {
         };
         let batches = read(&self.metadata, None)?;
         let Some(int96) = &self.int96 else { return Ok(batches.map_ok(|b| (b, 0)).boxed()) };
-        let mask = || Some(ProjectionMask::leaves(int96.millis.parquet_schema(), int96.leaves.iter().copied()));
+        let mask = || Some(ProjectionMask::roots(int96.millis.parquet_schema(), int96.roots.iter().copied()));
         let (millis, nanos) = (read(&int96.millis, mask())?, read(&int96.nanos, mask())?);
         let file = self.clone();
         Ok(batches
@@ -208,22 +213,27 @@ impl ParquetFile {
             out
         };
         let (all, millis, nanos) = (leaves(batch), leaves(millis), leaves(nanos));
+        let misread =
+            || Error::internal(format!("`{}`: the three readings of its INT96 columns do not line up", self.name));
+        if millis.len() != int96.read.len() || nanos.len() != int96.read.len() {
+            return Err(misread());
+        }
         let columns = self.metadata.parquet_schema().columns();
         let mut lost = 0;
-        for ((leaf, ms), ns) in int96.leaves.iter().zip(millis).zip(nanos) {
-            let Some(us) = all.get(*leaf) else { continue };
+        for ((leaf, ms), ns) in int96.read.iter().zip(millis).zip(nanos) {
+            if !int96.leaves.contains(leaf) {
+                continue;
+            }
+            let us = all.get(*leaf).ok_or_else(misread)?;
             let (Some(us), Some(ms), Some(ns)) = (
                 us.as_primitive_opt::<TimestampMicrosecondType>(),
                 ms.as_primitive_opt::<TimestampMillisecondType>(),
                 ns.as_primitive_opt::<TimestampNanosecondType>(),
             ) else {
-                continue;
+                return Err(misread());
             };
             if us.len() != ms.len() || us.len() != ns.len() {
-                return Err(Error::internal(format!(
-                    "`{}`: the INT96 readings of one batch differ in length",
-                    self.name
-                )));
+                return Err(misread());
             }
             for i in (0..us.len()).filter(|&i| us.is_valid(i)) {
                 let (u, m, n) = (us.value(i), ms.value(i), ns.value(i));

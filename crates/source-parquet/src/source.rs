@@ -9,7 +9,7 @@ use weir_core::traits::non_empty;
 use weir_core::watermark::{MaxTracker, filter_batch};
 use weir_core::{ConnectionUrl, Error, Position, ReadRequest, Result, Source, SourceBatch, SourceStream};
 
-use crate::file::{FOOTER_ROW_COUNT_MISMATCH, JSON_EXTENSION, ParquetFile, Reading};
+use crate::file::{FOOTER_ROW_COUNT_MISMATCH, ParquetFile, Reading};
 use crate::location::Location;
 use crate::schema::{conform, unify};
 
@@ -165,10 +165,7 @@ fn with_json_columns(schema: SchemaRef, files: &[ParquetFile]) -> SchemaRef {
         .fields()
         .iter()
         .map(|f| match json.contains(f.name().as_str()) && f.data_type() == &DataType::Utf8 {
-            true => f
-                .as_ref()
-                .clone()
-                .with_metadata([(JSON_EXTENSION.0.to_owned(), JSON_EXTENSION.1.to_owned())].into_iter().collect()),
+            true => weir_core::json::json_field(f.as_ref().clone()),
             false => f.as_ref().clone(),
         })
         .collect();

@@ -82,6 +82,16 @@ def plain(v):
         return str(v)
     return v
 
+def jsonable(v):
+    """NaN and ±Infinity, which JSON has no numbers for, as the strings Rust's f64 parses."""
+    if isinstance(v, float) and (v != v or v in (float("inf"), float("-inf"))):
+        return "NaN" if v != v else ("inf" if v > 0 else "-inf")
+    if isinstance(v, dict):
+        return {k: jsonable(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [jsonable(x) for x in v]
+    return v
+
 def canonical(table):
     return sorted(json.dumps(plain(r), default=repr, sort_keys=True) for r in table.to_pylist())
 
@@ -97,7 +107,7 @@ if [f.name for f in data.schema] != [f.name for f in duck.schema] or mine != the
 print(json.dumps({
     "version": t.version(),
     "columns": [[f.name, str(f.type)] for f in data.schema],
-    "rows": data.to_pylist(),
+    "rows": jsonable(data.to_pylist()),
     "files": len(t.file_uris()),
     "partition_columns": t.metadata().partition_columns,
 }, default=str))

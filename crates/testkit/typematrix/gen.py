@@ -299,6 +299,16 @@ def scalar_cases():
         write={"use_deprecated_int96_timestamps": True})
     int96ns = [1, -1, us(2000, 1, 1, 0, 0, 0, 123456) * 1000 + 789, I64[0] + 1, I64[1],
                us(2020, 1, 1) * 1000, None]
+    far = [us(1, 1, 1), us(9999, 12, 31, 23, 59, 59, 999999), None]
+    case("int96_nested", "INT96 timestamps inside a map (values), a struct and a list, beside a top-level "
+         "INT96 column after them, as Spark writes map<string,timestamp> (no ARROW:schema)", table({
+             "attrs": pa.array([[("a", far[0]), ("b", None)], None, [("c", far[1])]],
+                               pa.map_(pa.string(), pa.timestamp("us"))),
+             "st": pa.array([{"t": far[0]}, {"t": None}, None], pa.struct([("t", pa.timestamp("us"))])),
+             "lt": pa.array([[far[1], None], [], None], pa.list_(pa.timestamp("us"))),
+             "updated_at": pa.array(far, pa.timestamp("us"))}),
+         write={"use_deprecated_int96_timestamps": True, "store_schema": False},
+         delta=fails("attrs", "timestamp without time zone inside a map"))
     case("int96_nanos", "INT96 with sub-microsecond nanoseconds (5 values); the reference is read "
          "at ns and floored to µs", table({"ts96": pa.array(int96ns, pa.timestamp("ns"))}),
          write={"use_deprecated_int96_timestamps": True, "store_schema": False},
@@ -347,6 +357,11 @@ def nested_cases():
                                  pa.list_(pa.decimal256(40, 2))),
              "ldec256n": pa.array([None, [], [None], [dec(20, 2, "max"), dec(20, 2, "-eps"), None]],
                                   pa.list_(pa.decimal256(20, 2)))}))
+    dts = pa.array([-1, 1_500, 2_000, None, -1], pa.timestamp("ns")).dictionary_encode()
+    case("dictionary_timestamps", "dictionary<int32, timestamp[ns]> with digits below a microsecond (two "
+         "-1 ns twice and 1.5 µs lose them): rounded down and counted per row", table({
+             "dts": dts, "dtsz": pa.array([-1, 1_500, 2_000, None, -1], pa.timestamp("ns", tz="UTC")).dictionary_encode()}),
+         pg_counts={"truncated_nanoseconds": 6}, delta_counts={"truncated_nanoseconds": 6})
     lf_vals = [0.0, -0.0, NAN, INF, -INF, None, 1.5]
     case("list_floats_special", "list<float32> and list<float64> holding NaN, ±Inf, -0.0, "
          "subnormals, ±max, null elements (arrays keep them exactly)", table({

@@ -1,7 +1,7 @@
 //! Bad input: each pipeline fails alone, with an actionable message in audit,
 //! nothing partial in the sink, and no secret printed anywhere.
 
-use crate::harness::{D1, Harness, write_orders};
+use crate::harness::{D1, Harness, parquet_file, write_orders};
 use crate::loads::with;
 
 const SECRET: &str = "SuperSecret99";
@@ -26,7 +26,7 @@ async fn each_bad_pipeline_fails_alone_with_an_actionable_message() {
         (
             "unknown_source",
             vec![("source_type", "'csvv'"), ("destination_table", "'t1'")],
-            "source_type `csvv` is not known; known source types: elasticsearch, mysql, parquet",
+            "source_type `csvv` is not known; known source types: elasticsearch, mysql, parquet, postgres",
         ),
         (
             "unknown_dest",
@@ -115,15 +115,6 @@ async fn usage_errors_exit_2_with_a_clear_message() {
     assert!(run.stderr.contains("no pipeline named `nope`"), "{}", run.stderr);
 }
 
-/// Write a Parquet file with pyarrow: `columns` is a Python dict expression.
-async fn parquet_file(path: &std::path::Path, columns: &str) {
-    std::fs::create_dir_all(path.parent().expect("a folder")).expect("folder");
-    let script =
-        format!("import pyarrow as pa, pyarrow.parquet as pq, sys\npq.write_table(pa.table({columns}), sys.argv[1])");
-    let done = tokio::process::Command::new("python3").args(["-c", &script]).arg(path).output().await.expect("python3");
-    assert!(done.status.success(), "{}", String::from_utf8_lossy(&done.stderr));
-}
-
 /// `runner check` reads the source's schema and asks the destination what it
 /// would refuse, naming the column and how to fix it, before any data moves.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -182,4 +173,50 @@ async fn check_names_what_the_destination_would_refuse_before_any_data_moves() {
     assert!(!h.table_exists("bronze.long").await);
     let lake_log = h.lake().join("bronze").join("lake").join("_delta_log");
     assert_eq!(std::fs::read_dir(lake_log).expect("the lake table's log").count(), 1, "one commit, the first run's");
+}
+
+/// A page whose checksum does not match fails naming the file; with
+/// `options.verify_checksums = false` the same file loads (for writers known
+/// to write wrong checksums).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_corrupt_page_fails_unless_checksums_are_switched_off() {
+    let mut h = Harness::new("crc").await;
+    let files = h.dir.path().join("files");
+    h.set_env("WEIR_CONN_FILES", &format!("file://{}", files.display()));
+    let path = files.join("c/part-0.parquet");
+    std::fs::create_dir_all(path.parent().expect("folder")).expect("folder");
+    // Written with page checksums, uncompressed; then the last byte of column v's chunk flipped.
+    let script = "import pyarrow as pa, pyarrow.parquet as pq, sys
+p = sys.argv[1]
+pq.write_table(pa.table({'id': [1, 2, 3], 'v': [10, 20, 30]}), p, write_page_checksum=True,
+               compression='NONE', use_dictionary=False)
+c = pq.ParquetFile(p).metadata.row_group(0).column(1)
+at = c.data_page_offset + c.total_compressed_size - 1
+b = bytearray(open(p, 'rb').read()); b[at] ^= 1; open(p, 'wb').write(b)";
+    let done = tokio::process::Command::new("python3").args(["-c", script]).arg(&path).output().await.expect("python3");
+    assert!(done.status.success(), "{}", String::from_utf8_lossy(&done.stderr));
+    for (name, options) in [("strict", "'{}'"), ("lenient", r#"'{"verify_checksums": false}'"#)] {
+        let table = format!("'{name}'");
+        h.pipeline(
+            name,
+            &[
+                ("source_type", "'parquet'"),
+                ("source_connection", "'files'"),
+                ("data_source", "'c/'"),
+                ("schema_name", "'bronze'"),
+                ("destination_table", table.as_str()),
+                ("load_type", "'full'"),
+                ("options", options),
+            ],
+        )
+        .await;
+    }
+    let run = h.run_date(D1).await;
+    assert_eq!(run.code, 1, "{}", run.all());
+    let strict = h.last_audit("strict").await;
+    assert!(strict.error.contains("part-0.parquet") && strict.error.contains("checksum"), "{}", strict.error);
+    assert!(strict.error.contains("options.verify_checksums"), "the message says what helps: {}", strict.error);
+    assert!(!h.table_exists("bronze.strict").await);
+    assert_eq!(h.last_audit("lenient").await.status, "success");
+    assert_eq!(h.count("bronze.lenient").await, 3);
 }

@@ -9,7 +9,7 @@ use weir_testkit::data::{evolved_orders_batch, order, orders_to_batch, retyped_o
 use weir_testkit::delta::{DeltaRead, read, s3_options};
 use weir_testkit::s3::S3Server;
 
-use crate::harness::{D1, D2, Harness, day, write_orders};
+use crate::harness::{D1, D2, Harness, day, parquet_file, write_orders};
 use crate::loads::with;
 
 /// The local warehouse behind connection `warehouse`.
@@ -489,4 +489,72 @@ async fn every_load_type_works_on_s3() {
     // upsert: one row per key, however often the overlapping ids were read.
     let upserted = read(&table("upserted"), &options).await.unwrap();
     assert_eq!(sorted_ids(&upserted), (1..=350).collect::<Vec<_>>());
+}
+
+/// A table whose column names need Delta's column mapping lives on past its
+/// first write: overwritten, appended to, merged into, compacted (vacuumed
+/// only: delta-rs cannot compact it), and a new column is refused naming it.
+/// Both independent readers see the names as written.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn column_mapped_tables_take_overwrites_appends_and_merges() {
+    let mut h = Harness::new("delta_mapped").await;
+    let files = h.dir.path().join("files");
+    h.set_env("WEIR_CONN_FILES", &format!("file://{}", files.display()));
+    parquet_file(&files.join("a/part-0.parquet"), "{'id': [1, 2], 'order id': ['x', 'y'], 'unit price': [1.5, 2.5]}")
+        .await;
+    let common = [
+        ("source_type", "'parquet'"),
+        ("source_connection", "'files'"),
+        ("data_source", "'a/'"),
+        ("destination_type", "'delta'"),
+        ("destination_connection", "'lake'"),
+        ("schema_name", "'bronze'"),
+    ];
+    h.pipeline("full", &[&common[..], &[("destination_table", "'full'"), ("load_type", "'full'")]].concat()).await;
+    h.pipeline("append", &[&common[..], &[("destination_table", "'append'"), ("load_type", "'incremental'")]].concat())
+        .await;
+    h.pipeline(
+        "merge",
+        &[&common[..], &[("destination_table", "'merge'"), ("load_type", "'incremental'"), ("primary_key", "'{id}'")]]
+            .concat(),
+    )
+    .await;
+    h.run_ok(D1).await;
+    parquet_file(&files.join("a/part-0.parquet"), "{'id': [2, 3], 'order id': ['y2', 'z'], 'unit price': [2.0, 3.0]}")
+        .await;
+    h.run_ok(D2).await;
+
+    let lake = h.lake().join("bronze");
+    let rows = |t: &DeltaRead| {
+        let mut rows: Vec<(i64, String, f64)> = t
+            .rows
+            .iter()
+            .map(|r| {
+                (r["id"].as_i64().unwrap_or(-1), text(r.get("order id")), r["unit price"].as_f64().unwrap_or(-1.0))
+            })
+            .collect();
+        rows.sort_by(|a, b| a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal));
+        rows
+    };
+    let full = local(&lake.join("full")).await;
+    assert_eq!(rows(&full), [(2, "y2".into(), 2.0), (3, "z".into(), 3.0)], "overwritten");
+    assert!(full.columns.iter().any(|(n, _)| n == "order id"), "{:?}", full.columns);
+    let append = local(&lake.join("append")).await;
+    assert_eq!(append.rows.len(), 4, "appended twice");
+    let merge = local(&lake.join("merge")).await;
+    assert_eq!(rows(&merge), [(1, "x".into(), 1.5), (2, "y2".into(), 2.0), (3, "z".into(), 3.0)], "merged by id");
+
+    let maintain = h.runner(&["maintain"]).await;
+    assert_eq!(maintain.code, 0, "{}", maintain.all());
+
+    parquet_file(
+        &files.join("a/part-0.parquet"),
+        "{'id': [4], 'order id': ['n'], 'unit price': [4.0], 'new col': [1]}",
+    )
+    .await;
+    let run = h.runner(&["--date", "20250325", "--pipeline", "full"]).await;
+    assert_eq!(run.code, 1, "{}", run.all());
+    let failed = h.last_audit("full").await;
+    assert!(failed.error.contains("`new col`") && failed.error.contains("column mapping"), "{}", failed.error);
+    assert_eq!(rows(&local(&lake.join("full")).await).len(), 2, "nothing of the refused load is visible");
 }

@@ -221,3 +221,12 @@ pub struct Audit {
 pub fn write_orders(dir: &Path, date: &str, first: i64, rows: usize, files: usize) {
     weir_testkit::data::write_orders(dir, day(date), first, rows, files).expect("write orders");
 }
+
+/// Write a Parquet file with pyarrow: `columns` is a Python dict expression.
+pub async fn parquet_file(path: &std::path::Path, columns: &str) {
+    std::fs::create_dir_all(path.parent().expect("a folder")).expect("folder");
+    let script =
+        format!("import pyarrow as pa, pyarrow.parquet as pq, sys\npq.write_table(pa.table({columns}), sys.argv[1])");
+    let done = tokio::process::Command::new("python3").args(["-c", &script]).arg(path).output().await.expect("python3");
+    assert!(done.status.success(), "{}", String::from_utf8_lossy(&done.stderr));
+}

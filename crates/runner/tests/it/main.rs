@@ -16,4 +16,5 @@ mod loads;
 mod mysql;
 mod ops;
 mod parquet_types;
+mod postgres;
 mod s3;

@@ -4,9 +4,9 @@
 
 use std::sync::Arc;
 
+use crate::{Error, Result};
 use arrow::array::{Array, ArrayRef, AsArray, Date32Array, Int64Array, TimestampMicrosecondArray, UInt64Array};
 use arrow::datatypes::{DataType, Date32Type, Int64Type, TimeUnit, TimestampMicrosecondType, UInt64Type};
-use weir_core::{Error, Result};
 
 const MICROS_PER_DAY: i64 = 86_400_000_000;
 

@@ -1,0 +1,296 @@
+use std::str::FromStr;
+use std::sync::Arc;
+
+use arrow::datatypes::{DataType, Schema, SchemaRef};
+use futures::StreamExt;
+use sqlx::postgres::{PgConnectOptions, PgConnection};
+use sqlx::{ConnectOptions, Connection};
+use tokio::sync::mpsc;
+use tracing::info;
+use weir_core::lag::Lag;
+use weir_core::watermark::{MaxTracker, parse_as};
+use weir_core::{
+    ConnectionUrl, Error, Ident, Position, ReadRequest, Result, RunDate, Source, SourceBatch, SourceStream,
+    WatermarkFilter,
+};
+
+use crate::error::db_error;
+use crate::read::{Chunk, Plan, exec, literal, read_range, start_snapshot, text_literal};
+use crate::relation::{Relation, describe_query, describe_table};
+use crate::types::{Column, quote};
+
+/// Batches waiting between a range's reader and the sink, per range.
+const RANGE_QUEUE: usize = 2;
+
+/// `options` keys of a postgres source.
+#[derive(Debug, Clone, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PostgresOptions {
+    /// A `SELECT` to read instead of `source_table`.
+    pub query: Option<String>,
+    /// Rows per Arrow batch, and per page of an incremental read (default 50000).
+    pub batch_size: Option<usize>,
+    /// Key ranges read at once, each on its own connection, in one snapshot (default 1).
+    pub parallelism: Option<usize>,
+    /// Re-read this far behind the stored watermark (`"5 minutes"`; a number for an integer watermark).
+    pub lag: Option<Lag>,
+    /// Limit a run to `--date`'s day of this column.
+    pub date_column: Option<String>,
+}
+
+impl PostgresOptions {
+    pub const KEYS: &'static [&'static str] = &["query", "batch_size", "parallelism", "lag", "date_column"];
+    const DEFAULT_BATCH_SIZE: usize = 50_000;
+}
+
+/// Where a pipeline reads: a table (`schema.table`, date templates allowed) or a query.
+#[derive(Debug, Clone)]
+pub enum Target {
+    Table { schema: String, table: String },
+    Query(String),
+}
+
+/// What the controller row asks of the source, checked when it is built.
+#[derive(Debug, Clone)]
+pub struct PostgresConfig {
+    pub target: Target,
+    pub primary_key: Vec<String>,
+    pub watermark_column: Option<String>,
+    pub options: PostgresOptions,
+}
+
+/// Reads a PostgreSQL table, view or query.
+pub struct PostgresSource {
+    connection: ConnectionUrl,
+    config: PostgresConfig,
+}
+
+impl PostgresSource {
+    pub fn new(connection: ConnectionUrl, config: PostgresConfig) -> Self {
+        Self { connection, config }
+    }
+
+    async fn connect(&self) -> Result<PgConnection> {
+        let options = PgConnectOptions::from_str(self.connection.expose())
+            .map_err(|e| Error::user(format!("source connection {} is not valid: {e}", self.connection)))?
+            .application_name("weir")
+            .disable_statement_logging();
+        PgConnection::connect_with(&options)
+            .await
+            .map_err(|e| db_error(e, &format!("connecting to {}", self.connection)))
+    }
+
+    async fn describe(&self, conn: &mut PgConnection, run_date: RunDate) -> Result<Relation> {
+        match &self.config.target {
+            Target::Query(query) => describe_query(conn, &run_date.render(query)?).await,
+            Target::Table { schema, table } => describe_table(conn, schema, &run_date.render(table)?).await,
+        }
+    }
+
+    /// Check the controller row against what the server has; warnings for what
+    /// works but should be fixed.
+    fn validate(&self, relation: &Relation, watermark: Option<&str>) -> Result<Vec<String>> {
+        let mut warnings = Vec::new();
+        if let Some(wm) = watermark {
+            relation.require("watermark_column", &[wm])?;
+        }
+        let key: Vec<&str> = self.config.primary_key.iter().map(String::as_str).collect();
+        relation.require("primary_key", &key)?;
+        if let Some(col) = &self.config.options.date_column {
+            relation.require("options.date_column", &[col])?;
+        }
+        if let Some(wm) = watermark
+            && relation.is_table
+            && !relation.index_leaders.iter().any(|c| c == wm)
+        {
+            let mut columns = vec![quote(wm)];
+            columns.extend(key.iter().filter(|k| **k != wm).map(|k| quote(k)));
+            warnings.push(format!(
+                "watermark_column `{wm}` of {} leads no index, so each page scans the table; create one: \
+                 CREATE INDEX ON {} ({})",
+                relation.display,
+                relation.from,
+                columns.join(", ")
+            ));
+        }
+        Ok(warnings)
+    }
+}
+
+fn schema_of(columns: &[Column]) -> SchemaRef {
+    Arc::new(Schema::new(columns.iter().map(Column::field).collect::<Vec<_>>()))
+}
+
+#[async_trait::async_trait]
+impl Source for PostgresSource {
+    async fn check(&self) -> Result<Option<SchemaRef>> {
+        let mut conn = self.connect().await?;
+        let relation = self.describe(&mut conn, RunDate::today_utc()).await?;
+        self.validate(&relation, self.config.watermark_column.as_deref())?;
+        let select: Vec<String> = relation.columns.iter().map(Column::select).collect();
+        exec(
+            &mut conn,
+            &format!("SELECT {} FROM {} LIMIT 0", select.join(", "), relation.from),
+            &format!("reading {}", relation.display),
+        )
+        .await?;
+        Ok(Some(schema_of(&relation.columns)))
+    }
+
+    async fn open(&self, request: &ReadRequest) -> Result<SourceStream> {
+        let mut conn = self.connect().await?;
+        let relation = self.describe(&mut conn, request.run_date).await?;
+        let watermark = request.watermark_column.as_ref().map(Ident::as_str);
+        let mut warnings = self.validate(&relation, watermark)?;
+        let options = &self.config.options;
+        let columns = relation.columns.clone();
+        let schema = schema_of(&columns);
+        let key_names: Vec<String> = match self.config.primary_key.is_empty() {
+            false => self.config.primary_key.clone(),
+            true => relation.primary_key.clone(),
+        };
+        let key = key_names.iter().filter_map(|k| columns.iter().position(|c| &c.name == k)).collect();
+
+        let mut conds = Vec::new();
+        if let Some(col) = &options.date_column {
+            conds.push(day(col, request.run_date));
+        }
+        if let (Some(filter), Some(wm)) = (&request.filter, watermark) {
+            let column = relation.column(wm).ok_or_else(|| Error::internal("a validated column is missing"))?;
+            conds.push(lower_bound(column, &schema, filter, options.lag)?);
+        }
+        let order: Vec<String> = match watermark {
+            Some(wm) if !key_names.is_empty() => {
+                std::iter::once(wm.to_owned()).chain(key_names.iter().filter(|k| *k != wm).cloned()).collect()
+            }
+            _ => Vec::new(),
+        };
+
+        // Every range's connection, then one snapshot for all of them.
+        let parallelism = options.parallelism.unwrap_or(1).max(1);
+        let split = key_names.first().and_then(|k| relation.column(k)).filter(|c| c.is_integer());
+        if parallelism > 1 && split.is_none() {
+            warnings.push(format!(
+                "options.parallelism = {parallelism} needs an integer key to cut ranges on, and {} has none \
+                 (key: {}); reading with one connection",
+                relation.display,
+                if key_names.is_empty() { "none".to_owned() } else { key_names.join(", ") }
+            ));
+        }
+        let mut others = Vec::new();
+        if split.is_some() {
+            for _ in 1..parallelism {
+                others.push(self.connect().await?);
+            }
+        }
+        start_snapshot(&mut conn, &mut others).await?;
+        let mut range_conds: Vec<Vec<String>> = vec![Vec::new()];
+        if let Some(column) = split.filter(|_| parallelism > 1) {
+            range_conds = ranges(&mut conn, &relation.from, &conds, column, parallelism).await?;
+            others.truncate(range_conds.len().saturating_sub(1));
+        }
+        let select: Vec<String> = columns.iter().map(Column::select).collect();
+        let plan = Arc::new(Plan {
+            schema: schema.clone(),
+            select: format!("SELECT {} FROM {}", select.join(", "), relation.from),
+            columns,
+            conds,
+            order,
+            key,
+            batch_size: options.batch_size.unwrap_or(PostgresOptions::DEFAULT_BATCH_SIZE).max(1),
+        });
+        info!(source = %relation.display, ranges = range_conds.len(), paged = !plan.order.is_empty(), "reading PostgreSQL");
+
+        let mut receivers = Vec::with_capacity(range_conds.len());
+        for (conn, extra) in std::iter::once(conn).chain(others).zip(range_conds) {
+            let (tx, rx) = mpsc::channel(RANGE_QUEUE);
+            tokio::spawn(read_range(conn, plan.clone(), extra, tx));
+            receivers
+                .push(futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|c| (c, rx)) }).boxed());
+        }
+
+        let mut tracker = match watermark {
+            Some(wm) => {
+                let ty = schema.field_with_name(wm).map(|f| f.data_type().clone()).unwrap_or(DataType::Null);
+                Some(MaxTracker::new(wm, &ty, request.watermark_before.as_deref())?)
+            }
+            None => None,
+        };
+        let mut position = Position { watermark: request.watermark_before.clone(), ..Default::default() };
+        let batches = futures::stream::select_all(receivers)
+            .map(move |chunk: Result<Chunk>| {
+                let chunk = chunk?;
+                if let Some(t) = tracker.as_mut() {
+                    t.observe(&chunk.batch)?;
+                    position.watermark = t.value().map(str::to_owned);
+                }
+                position.bytes_read += chunk.bytes;
+                Ok(SourceBatch { batch: chunk.batch, position: position.clone() })
+            })
+            .boxed();
+        Ok(SourceStream { schema, batches, warnings })
+    }
+
+    fn reads_by_date(&self) -> bool {
+        self.config.options.date_column.is_some()
+    }
+}
+
+/// `column` within `date`'s day: `[day, next day)`.
+fn day(column: &str, date: RunDate) -> String {
+    let start = date.date();
+    let next = start.succ_opt().unwrap_or(start);
+    format!(
+        "{c} >= {} AND {c} < {}",
+        text_literal(&start.format("%Y-%m-%d").to_string()),
+        text_literal(&next.format("%Y-%m-%d").to_string()),
+        c = quote(column)
+    )
+}
+
+/// Rows past the stored watermark (`>=` when they are merged by key), moved back by the lag.
+fn lower_bound(column: &Column, schema: &Schema, filter: &WatermarkFilter, lag: Option<Lag>) -> Result<String> {
+    let ty = schema.field_with_name(&column.name).map(|f| f.data_type().clone()).unwrap_or(DataType::Null);
+    let value = parse_as(&filter.value, &ty, &column.name)?;
+    let value = match lag {
+        Some(lag) => lag.subtract(&value, &column.name)?,
+        None => value,
+    };
+    let op = if filter.inclusive || lag.is_some() { ">=" } else { ">" };
+    Ok(format!("{} {op} {}", quote(&column.name), literal(&value, &column.pg_type)?))
+}
+
+/// `parallelism` ranges of `column` between its minimum and maximum (in the
+/// run's snapshot): `[lo, hi)`, the last one closed.
+async fn ranges(
+    conn: &mut PgConnection,
+    from: &str,
+    conds: &[String],
+    column: &Column,
+    parallelism: usize,
+) -> Result<Vec<Vec<String>>> {
+    let c = quote(&column.name);
+    let mut sql = format!("SELECT min({c})::int8, max({c})::int8 FROM {from}");
+    for (i, cond) in conds.iter().enumerate() {
+        sql.push_str(if i == 0 { " WHERE " } else { " AND " });
+        sql.push_str(cond);
+    }
+    let (lo, hi): (Option<i64>, Option<i64>) = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+        .fetch_one(&mut *conn)
+        .await
+        .map_err(|e| db_error(e, "finding the key range to split"))?;
+    let (Some(lo), Some(hi)) = (lo, hi) else { return Ok(vec![Vec::new()]) };
+    let span = (i128::from(hi) - i128::from(lo) + 1) as u128;
+    let n = (parallelism as u128).min(span).max(1);
+    let edges: Vec<i128> = (0..=n).map(|i| i128::from(lo) + (span * i / n) as i128).collect();
+    Ok(edges
+        .windows(2)
+        .map(|w| {
+            let mut range = vec![format!("{c} >= {}", w[0])];
+            if w[1] <= i128::from(hi) {
+                range.push(format!("{c} < {}", w[1]));
+            }
+            range
+        })
+        .collect())
+}
