@@ -38,7 +38,16 @@ postgres() {
   fi
   wait_port 5432 PostgreSQL
   command -v psql >/dev/null || apt_install postgresql-client
-  echo "export WEIR_TEST_PG_URL=postgres://postgres@127.0.0.1:5432/postgres"
+  # Change data capture needs logical decoding; a new machine starts with wal_level = replica.
+  local url=postgres://postgres@127.0.0.1:5432/postgres
+  if [[ $(psql "$url" -Atqc "SHOW wal_level") != logical ]]; then
+    say "turning on logical decoding (wal_level = logical) and restarting PostgreSQL"
+    psql "$url" -qc "ALTER SYSTEM SET wal_level = logical" >&2
+    pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | sort -V | tail -n1)" main restart >&2
+    wait_port 5432 PostgreSQL
+    for _ in $(seq 1 40); do psql "$url" -Atqc "SELECT 1" >/dev/null 2>&1 && break; sleep 0.25; done
+  fi
+  echo "export WEIR_TEST_PG_URL=$url"
 }
 
 mariadb() {

@@ -11,8 +11,10 @@
 
 mod decode;
 mod error;
+pub mod pgoutput;
 mod read;
 mod relation;
+pub mod replication;
 mod source;
 pub mod types;
 
