@@ -215,8 +215,13 @@ pub fn new_column(field: &Field) -> ColumnPlan {
     let Some((pg_type, arrow)) = default_type(field.data_type()) else {
         return ColumnPlan { to_json: true, ..plan("jsonb", DataType::Utf8, Some(JsonKind::Jsonb)) };
     };
+    let text = matches!(field.data_type(), DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View);
     match declared {
         Some(declared) if same_encoding(declared, &pg_type) => plan(declared, arrow, None),
+        // A uuid's binary form is its 16 bytes: parsed here, it needs no cast on the server.
+        Some(declared) if text && canonical(declared) == ("uuid".to_owned(), 0) => {
+            plan(declared, DataType::FixedSizeBinary(16), None)
+        }
         Some(declared) if matches!(canonical(&pg_type), (t, _) if t == "text") => {
             ColumnPlan { cast: true, ..plan(declared, arrow, None) }
         }
@@ -229,7 +234,8 @@ pub fn new_column(field: &Field) -> ColumnPlan {
 /// source type cannot be written there without loss.
 pub fn existing_column(field: &Field, existing: &str) -> Result<ColumnPlan> {
     let fresh = new_column(field);
-    if fresh.cast && canonical(&fresh.pg_type) == canonical(existing) {
+    // A column of the type the source declared takes the value as a new one would.
+    if declared_type(field).is_some() && canonical(&fresh.pg_type) == canonical(existing) {
         return Ok(ColumnPlan { pg_type: existing.to_owned(), ..fresh });
     }
     let base = base_type(existing);
@@ -480,6 +486,9 @@ fn convert(plan: &ColumnPlan, column: &ArrayRef, counts: &mut BTreeMap<&'static 
     if column.data_type() == &plan.arrow {
         return Ok(column);
     }
+    if plan.arrow == DataType::FixedSizeBinary(16) && column.data_type() == &DataType::Utf8 {
+        return uuid_bytes(&column, &plan.name);
+    }
     let options = CastOptions { safe: false, ..Default::default() };
     cast_with_options(&column, &plan.arrow, &options).map_err(|e| {
         Error::user(format!("column `{}`: a value cannot be written as {} ({e})", plan.name, plan.pg_type))
@@ -521,6 +530,29 @@ fn json_text(
         .collect();
     add(narrow_counts::JSON_SPECIAL_FLOATS, rewritten);
     Ok(Arc::new(out))
+}
+
+/// Canonical uuid text (`a0eebc99-9c0b-…`, braces and hyphens optional) as its 16 bytes.
+fn uuid_bytes(column: &ArrayRef, name: &str) -> Result<ArrayRef> {
+    let strings = column.as_string::<i32>();
+    let mut out = arrow::array::FixedSizeBinaryBuilder::with_capacity(strings.len(), 16);
+    let mut bytes = [0u8; 16];
+    for value in strings.iter() {
+        let Some(text) = value else {
+            out.append_null();
+            continue;
+        };
+        let hex: Vec<u8> = text.bytes().filter(|b| !matches!(b, b'-' | b'{' | b'}')).collect();
+        let parsed = hex.len() == 32
+            && hex.chunks(2).zip(bytes.iter_mut()).all(|(pair, byte)| {
+                std::str::from_utf8(pair).ok().and_then(|p| u8::from_str_radix(p, 16).ok()).map(|b| *byte = b).is_some()
+            });
+        if !parsed {
+            return Err(Error::user(format!("column `{name}`: `{text}` is not a uuid")));
+        }
+        out.append_value(bytes)?;
+    }
+    Ok(Arc::new(out.finish()))
 }
 
 /// PostgreSQL's limits on values: a `text` or `bytea` field holds at most 1 GB
