@@ -39,10 +39,15 @@ postgres() {
   wait_port 5432 PostgreSQL
   command -v psql >/dev/null || apt_install postgresql-client
   # Change data capture needs logical decoding; a new machine starts with wal_level = replica.
+  # Tests run in parallel, each with its own replication slot and walsender.
   local url=postgres://postgres@127.0.0.1:5432/postgres
-  if [[ $(psql "$url" -Atqc "SHOW wal_level") != logical ]]; then
-    say "turning on logical decoding (wal_level = logical) and restarting PostgreSQL"
+  if [[ $(psql "$url" -Atqc "SELECT current_setting('wal_level') = 'logical'
+                                   AND current_setting('max_replication_slots')::int >= 40
+                                   AND current_setting('max_wal_senders')::int >= 40") != t ]]; then
+    say "turning on logical decoding (wal_level = logical, 40 slots) and restarting PostgreSQL"
     psql "$url" -qc "ALTER SYSTEM SET wal_level = logical" >&2
+    psql "$url" -qc "ALTER SYSTEM SET max_replication_slots = 40" >&2
+    psql "$url" -qc "ALTER SYSTEM SET max_wal_senders = 40" >&2
     pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | sort -V | tail -n1)" main restart >&2
     wait_port 5432 PostgreSQL
     for _ in $(seq 1 40); do psql "$url" -Atqc "SELECT 1" >/dev/null 2>&1 && break; sleep 0.25; done

@@ -6,6 +6,7 @@
 //! commits once, atomically, with the final position. This crate does no I/O:
 //! connectors and the engine build on these types.
 
+pub mod changes;
 pub mod connection;
 pub mod date;
 pub mod error;

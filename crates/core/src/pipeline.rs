@@ -40,6 +40,9 @@ pub enum LoadType {
     /// Only rows past the stored watermark: merged by `primary_key` if there is
     /// one, appended otherwise. A date-templated source replaces that date's rows.
     Incremental,
+    /// Change data capture: a snapshot, then every insert, update and delete
+    /// the source logged after it, applied to a mirror (or appended as history).
+    Cdc,
 }
 
 impl LoadType {
@@ -47,7 +50,8 @@ impl LoadType {
         match s.trim().to_ascii_lowercase().as_str() {
             "full" => Ok(Self::Full),
             "incremental" => Ok(Self::Incremental),
-            other => Err(Error::user(format!("load_type `{other}` is not known: use `full` or `incremental`"))),
+            "cdc" => Ok(Self::Cdc),
+            other => Err(Error::user(format!("load_type `{other}` is not known: use `full`, `incremental` or `cdc`"))),
         }
     }
 
@@ -55,6 +59,7 @@ impl LoadType {
         match self {
             Self::Full => "full",
             Self::Incremental => "incremental",
+            Self::Cdc => "cdc",
         }
     }
 }

@@ -48,11 +48,15 @@ pub struct SourceStream {
     /// Things the user should fix that did not stop the read (a watermark
     /// column without an index). Logged and kept in `audit.details`.
     pub warnings: Vec<String>,
+    /// The columns that identify a row, where the source knows them (a table's
+    /// primary key): a change stream is applied by them when the controller
+    /// row names none.
+    pub primary_key: Vec<String>,
 }
 
 impl SourceStream {
     pub fn new(schema: SchemaRef, batches: BatchStream) -> Self {
-        Self { schema, batches, warnings: Vec::new() }
+        Self { schema, batches, warnings: Vec::new(), primary_key: Vec::new() }
     }
 }
 
@@ -94,6 +98,9 @@ pub struct LoadRequest {
     /// sink that records it with its commit (Delta's application transaction)
     /// can tell a retry of a commit that already landed from a new one.
     pub load_seq: i64,
+    /// A `cdc` load: append every change with its metadata columns (the
+    /// changelog) instead of applying the changes to a mirror of the source.
+    pub history: bool,
 }
 
 /// What a sink committed.
@@ -168,6 +175,13 @@ pub trait Source: Send + Sync {
     fn reads_by_date(&self) -> bool {
         false
     }
+    /// The destination committed everything up to `watermark`: a source that
+    /// keeps data for Weir until then (a replication slot) may let it go. Called
+    /// only after the commit; a failure is logged, and the next run confirms again.
+    async fn confirm(&self, watermark: &str) -> Result<()> {
+        let _ = watermark;
+        Ok(())
+    }
 }
 
 #[async_trait::async_trait]
@@ -240,6 +254,8 @@ pub struct SourceRegistration {
     pub option_keys: &'static [&'static str],
     /// Whether it needs `source_connection`.
     pub needs_connection: bool,
+    /// Whether it reads `load_type = 'cdc'`: a change stream (see [`crate::changes`]).
+    pub captures_changes: bool,
     pub build: SourceFactory,
 }
 
@@ -251,6 +267,8 @@ pub struct SinkRegistration {
     pub option_keys: &'static [&'static str],
     /// What a row without a `destination_connection` writes to.
     pub default_connection: DefaultConnection,
+    /// Whether it applies a change stream (`load_type = 'cdc'`).
+    pub applies_changes: bool,
     pub build: SinkFactory,
 }
 

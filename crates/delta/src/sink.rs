@@ -400,7 +400,9 @@ impl Sink for DeltaSink {
                 (LoadType::Incremental, Some(date)) => write
                     .with_save_mode(SaveMode::Overwrite)
                     .with_replace_where(format!("{RUN_DATE_COLUMN} = '{}'", date.date().format("%Y-%m-%d"))),
-                (LoadType::Incremental, None) => write.with_save_mode(SaveMode::Append),
+                // A change stream reaches Delta only as history (the engine refuses a mirror).
+                (LoadType::Incremental | LoadType::Cdc, None) => write.with_save_mode(SaveMode::Append),
+                (LoadType::Cdc, Some(_)) => return Err(Error::internal("a change stream is never date-sliced")),
             };
             let rows = || progress.lock().map(|p| p.rows_read).unwrap_or_default();
             write.await.map(|t| (t, rows())).map_err(|e| delta_error(e, &what))

@@ -13,7 +13,7 @@ use weir_core::traits::{
     LoadRequest, ReadRequest, SinkContext, SourceContext, SourceRegistration, TransformRegistration, WatermarkFilter,
 };
 use weir_core::{
-    BatchStream, ConnectionUrl, ControllerRow, DefaultConnection, Error, LoadOutcome, LoadType, PipelineDef,
+    BatchStream, ConnectionUrl, ControllerRow, DefaultConnection, Error, Ident, LoadOutcome, LoadType, PipelineDef,
     PipelineReport, Redactor, Result, Sink, Source, SourceStream, Status, Transform, TransformContext,
     TransformRequest,
 };
@@ -40,10 +40,12 @@ pub(crate) struct RunOptions {
     retries: Option<u32>,
     /// Wait before the first retry; doubles each time (default 1000).
     retry_backoff_ms: Option<u64>,
+    /// `load_type = 'cdc'`: append every change (the changelog) instead of mirroring the table.
+    history: bool,
 }
 
 impl RunOptions {
-    pub(crate) const KEYS: &'static [&'static str] = &["retries", "retry_backoff_ms"];
+    pub(crate) const KEYS: &'static [&'static str] = &["retries", "retry_backoff_ms", "history"];
     const DEFAULT_RETRIES: u32 = 2;
     const DEFAULT_BACKOFF_MS: u64 = 1000;
 }
@@ -303,6 +305,24 @@ impl Engine {
     fn load_task(&self, def: &PipelineDef, source: &SourceRegistration, redactor: &mut Redactor) -> Result<Task> {
         let sink = self.registry().sink(&def.destination_type)?;
         options::check_known(&def.options, &[RunOptions::KEYS, source.option_keys, sink.option_keys])?;
+        if def.load_type == LoadType::Cdc {
+            let history = options::parse::<RunOptions>(&def.options, RunOptions::KEYS)?.history;
+            if !source.captures_changes {
+                return Err(Error::user(format!(
+                    "load_type `cdc` reads a database's change log; a {} source has none: use `full` or `incremental`",
+                    source.name
+                )));
+            }
+            if !sink.applies_changes && !history {
+                return Err(Error::user(format!(
+                    "a {} destination cannot mirror a change stream yet (deletes need a MERGE Weir does not run \
+                     there); set options.history = true to append every change instead",
+                    sink.name
+                )));
+            }
+        } else if def.options.contains_key("history") {
+            return Err(Error::user("options.history is for load_type `cdc`"));
+        }
         let source_conn = match &def.source_connection {
             Some(name) => Some(self.resolve(name, redactor).map_err(|e| e.context("source_connection"))?),
             None if source.needs_connection => {
@@ -382,9 +402,13 @@ impl Engine {
             false => sink.committed_watermark(&def.name).await?,
             true => None,
         };
-        let watermark_before = if def.load_type == LoadType::Incremental { committed.or(stored) } else { None };
+        let watermark_before = match def.load_type {
+            LoadType::Incremental | LoadType::Cdc => committed.or(stored),
+            LoadType::Full => None,
+        };
         let date_sliced = def.is_date_sliced() || source.reads_by_date();
         let filter = match (&watermark_before, &def.watermark_column, date_sliced) {
+            _ if def.load_type == LoadType::Cdc => None,
             (Some(value), Some(_), false) => {
                 Some(WatermarkFilter { value: value.clone(), inclusive: !def.primary_key.is_empty() })
             }
@@ -422,6 +446,15 @@ impl Engine {
             }
         });
         let stream_warnings = stream.warnings.clone();
+        // The controller row's key wins; else the source's own (a table's
+        // primary key). A changelog repeats keys: it has none.
+        let primary_key = match (p.options.history, def.primary_key.is_empty()) {
+            (true, _) => Vec::new(),
+            (false, false) => def.primary_key.clone(),
+            (false, true) => {
+                stream.primary_key.iter().map(|k| Ident::parse(k, "the source's primary key")).collect::<Result<_>>()?
+            }
+        };
         let stream = SourceStream { batches: prefetch(batches.boxed(), PREFETCH_BATCHES, PREFETCH_BYTES), ..stream };
 
         let outcome = match config.skip_load {
@@ -431,21 +464,27 @@ impl Engine {
                     run_id: ctx.run_id,
                     run_date: config.run_date,
                     load_type: def.load_type,
-                    primary_key: def.primary_key.clone(),
+                    primary_key,
                     watermark_column: def.watermark_column.clone(),
                     replace_date: (def.load_type == LoadType::Incremental && date_sliced && def.primary_key.is_empty())
                         .then_some(config.run_date),
                     watermark_before: watermark_before.clone(),
                     load_seq,
+                    history: p.options.history,
                 };
                 let outcome = tokio::select! {
                     outcome = sink.load(&load, stream).instrument(info_span!("load")) => outcome?,
                     () = token.cancelled() => return Err(stop()),
                 };
+                // The tests that prove exactly-once end the process here: the
+                // destination has committed; nothing else has recorded it yet.
+                if std::env::var_os("WEIR_CRASH_AFTER_COMMIT").is_some_and(|p| p == def.name.as_str()) {
+                    std::process::abort();
+                }
                 if let Some(table) = &outcome.table {
                     self.meta().register_table(table, &def.name).await?;
                 }
-                if def.watermark_column.is_some() {
+                if def.watermark_column.is_some() || def.load_type == LoadType::Cdc {
                     self.meta()
                         .save_watermark(
                             def.id,
@@ -455,6 +494,12 @@ impl Engine {
                             config.run_date.date(),
                         )
                         .await?;
+                }
+                // Only now may the source let go of what it kept for us.
+                if let Some(watermark) = &outcome.watermark
+                    && let Err(e) = source.confirm(watermark).await
+                {
+                    warn!(error = %e, "could not confirm the committed position to the source; the next run does");
                 }
                 outcome
             }

@@ -27,6 +27,7 @@ pub const REGISTRATION: SinkRegistration = SinkRegistration {
     name: "postgres",
     option_keys: PostgresOptions::KEYS,
     default_connection: DefaultConnection::MetadataDb,
+    applies_changes: true,
     build,
 };
 

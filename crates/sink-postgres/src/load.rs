@@ -11,6 +11,7 @@ use sqlx::pool::PoolConnection;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 // Dynamic SQL here is built only from validated, quoted identifiers; values are bound.
 use sqlx::{AssertSqlSafe, Connection, PgConnection, PgPool, Postgres};
+use weir_core::changes;
 use weir_core::{
     ConnectionUrl, Error, Ident, LoadOutcome, LoadRequest, LoadType, PipelineDef, Result, Sink, SourceStream,
     quote_ident,
@@ -39,6 +40,8 @@ enum Mode {
     Append,
     ReplaceDate,
     Upsert,
+    /// A change stream applied to a mirror of the source: see [`apply_changes`].
+    Mirror,
 }
 
 impl PostgresSink {
@@ -146,6 +149,15 @@ impl Sink for PostgresSink {
             .map_err(|e| db_error(e, "locking the destination table"))?;
 
         let mode = match (request.load_type, request.primary_key.is_empty(), request.replace_date.is_some()) {
+            (LoadType::Cdc, _, _) if request.history => Mode::Append,
+            (LoadType::Cdc, true, _) => {
+                return Err(Error::user(
+                    "a change stream is applied to the mirror row by row, by key, and the source table has no \
+                     primary key: set primary_key to the columns that identify a row, or options.history = true \
+                     to append every change instead",
+                ));
+            }
+            (LoadType::Cdc, false, _) => Mode::Mirror,
             (LoadType::Full, _, _) => Mode::Replace,
             (LoadType::Incremental, false, _) => Mode::Upsert,
             (LoadType::Incremental, true, true) => Mode::ReplaceDate,
@@ -158,8 +170,19 @@ impl Sink for PostgresSink {
         }
 
         let existing = table::inspect(&mut tx, &self.schema, &self.table).await?;
-        let plans = prepare_table(&mut tx, &target, existing.as_ref(), &input.schema, request, mode).await?;
-        if mode == Mode::Upsert
+        // A mirror holds the table's columns; the change columns stay in staging.
+        let table_schema = match mode {
+            Mode::Mirror => Arc::new(arrow::datatypes::Schema::new(
+                input.schema.fields().iter().filter(|f| !changes::is_meta(f.name())).cloned().collect::<Vec<_>>(),
+            )),
+            _ => input.schema.clone(),
+        };
+        let mut plans = prepare_table(&mut tx, &target, existing.as_ref(), &table_schema, request, mode).await?;
+        let table_plans = plans.clone();
+        if mode == Mode::Mirror {
+            plans.extend(input.schema.fields().iter().filter(|f| changes::is_meta(f.name())).map(|f| new_column(f)));
+        }
+        if matches!(mode, Mode::Upsert | Mode::Mirror)
             && !table::has_unique_key(&mut tx, &self.schema, &self.table, &request.primary_key).await?
         {
             let key: Vec<String> = request.primary_key.iter().map(Ident::quoted).collect();
@@ -195,11 +218,11 @@ impl Sink for PostgresSink {
                 tracing::debug!(rows = deleted.rows_affected(), date = %request.run_date, "replaced the date's rows");
                 target.clone()
             }
-            Mode::Upsert => target.clone(),
+            Mode::Upsert | Mode::Mirror => target.clone(),
         };
         // Rows go through a staging table when they are merged, or when some
         // column arrives as text for the server to cast to its declared type.
-        let staged = mode == Mode::Upsert || encoder.plans().iter().any(|p| p.cast);
+        let staged = matches!(mode, Mode::Upsert | Mode::Mirror) || encoder.plans().iter().any(|p| p.cast);
         let copy_target = match staged {
             true => {
                 exec(&mut tx, &stage_table(&encoder), "creating the staging table").await?;
@@ -246,7 +269,9 @@ impl Sink for PostgresSink {
         };
 
         let exprs = stage_exprs(&encoder);
+        outcome.counts = encoder.counts().clone();
         outcome.rows_written = match (mode, staged) {
+            (Mode::Mirror, _) => apply_changes(&mut tx, &target, &table_plans, request, &mut outcome.counts).await?,
             (Mode::Upsert, _) => merge_staged(&mut tx, &target, &encoder.column_names(), &exprs, request).await?,
             (_, true) => {
                 let sql = format!("INSERT INTO {target} ({columns}) SELECT {} FROM _weir_stage", exprs.join(", "));
@@ -261,7 +286,6 @@ impl Sink for PostgresSink {
             (_, false) => copied,
         };
 
-        outcome.counts = encoder.counts().clone();
         record_commit(&mut tx, request, outcome.watermark.as_deref(), outcome.rows_written).await?;
         tx.commit().await.map_err(|e| db_error(e, "committing the load"))?;
         Ok(outcome)
@@ -434,6 +458,174 @@ async fn merge_staged(
     Ok(done.rows_affected())
 }
 
+/// Apply the staged change stream to the mirror, in stream order (`_weir_seq`):
+/// after the last truncate, the last change of each row wins: a delete
+/// removes it, an insert or update writes it whole, except for the values the
+/// change did not send (unchanged TOAST), which come from the change before it
+/// in this load, else stay as the table has them. Returns the rows changed.
+async fn apply_changes(
+    conn: &mut PgConnection,
+    target: &str,
+    plans: &[ColumnPlan],
+    request: &LoadRequest,
+    counts: &mut std::collections::BTreeMap<&'static str, u64>,
+) -> Result<u64> {
+    let (op, seq, unchanged) = (quote_ident(changes::OP), "_weir_seq", quote_ident(changes::UNCHANGED));
+    let key: Vec<&str> = request.primary_key.iter().map(Ident::as_str).collect();
+    let plan_of = |name: &str| plans.iter().find(|p| p.name == name);
+    // A staged value as the table's type (some arrive as text for the server to cast).
+    let value = |p: &ColumnPlan, alias: &str| match p.cast {
+        true => format!("{alias}.{}::{}", quote_ident(&p.name), p.pg_type),
+        false => format!("{alias}.{}", quote_ident(&p.name)),
+    };
+    let same_key = |a: &str, b: &str, typed: bool| {
+        key.iter()
+            .map(|k| {
+                let rhs = match (typed, plan_of(k)) {
+                    (true, Some(p)) => value(p, b),
+                    _ => format!("{b}.{}", quote_ident(k)),
+                };
+                format!("{a}.{} = {rhs}", quote_ident(k))
+            })
+            .collect::<Vec<_>>()
+            .join(" AND ")
+    };
+    let mut changed = 0u64;
+
+    let truncated_at: Option<i64> =
+        sqlx::query_scalar(AssertSqlSafe(format!("SELECT max({seq}) FROM _weir_stage WHERE {op} = 't'")))
+            .fetch_one(&mut *conn)
+            .await
+            .map_err(|e| db_error(e, "reading the staged changes"))?;
+    let after = truncated_at.unwrap_or(0);
+    if truncated_at.is_some() {
+        changed += exec_count(conn, &format!("DELETE FROM {target}"), "applying a truncate").await?;
+    }
+
+    let unsent: Vec<String> = sqlx::query_scalar(AssertSqlSafe(format!(
+        "SELECT DISTINCT unnest({unchanged}) FROM _weir_stage WHERE {seq} > {after}"
+    )))
+    .fetch_all(&mut *conn)
+    .await
+    .map_err(|e| db_error(e, "reading the staged changes"))?;
+    for column in unsent.iter().filter(|c| plan_of(c).is_some()) {
+        let c = quote_ident(column);
+        let sql = format!(
+            "UPDATE _weir_stage s SET {c} = p.v, {unchanged} = array_remove(s.{unchanged}, $1)
+             FROM (SELECT DISTINCT ON (s2.{seq}) s2.{seq} AS at, p.{c} AS v
+                   FROM _weir_stage s2 JOIN _weir_stage p ON {same} AND p.{seq} < s2.{seq} AND p.{seq} > {after}
+                        AND p.{op} IN ('r', 'c', 'u') AND NOT (coalesce(p.{unchanged}, '{{}}') @> ARRAY[$1])
+                   WHERE s2.{unchanged} @> ARRAY[$1] AND s2.{seq} > {after}
+                   ORDER BY s2.{seq}, p.{seq} DESC) p
+             WHERE s.{seq} = p.at",
+            same = same_key("p", "s2", false),
+        );
+        sqlx::query(AssertSqlSafe(sql))
+            .bind(column)
+            .execute(&mut *conn)
+            .await
+            .map_err(|e| db_error(e, "filling in values an update left unchanged"))?;
+    }
+
+    let key_list: Vec<String> = key.iter().map(|k| quote_ident(k)).collect();
+    exec(
+        conn,
+        &format!(
+            "CREATE TEMP TABLE _weir_latest ON COMMIT DROP AS
+             SELECT DISTINCT ON ({keys}) * FROM _weir_stage WHERE {seq} > {after} AND {op} <> 't'
+             ORDER BY {keys}, {seq} DESC",
+            keys = key_list.join(", ")
+        ),
+        "finding the last change of each row",
+    )
+    .await?;
+    changed += exec_count(
+        conn,
+        &format!("DELETE FROM {target} t USING _weir_latest l WHERE {} AND l.{op} = 'd'", same_key("t", "l", true)),
+        "applying deletes",
+    )
+    .await?;
+
+    let cols: Vec<String> = plans.iter().map(|p| quote_ident(&p.name)).collect();
+    let values: Vec<String> = plans.iter().map(|p| value(p, "l")).collect();
+    let non_key: Vec<&ColumnPlan> = plans.iter().filter(|p| !key.contains(&p.name.as_str())).collect();
+    let partial = format!("cardinality(coalesce(l.{unchanged}, '{{}}')) > 0");
+    if !non_key.is_empty() {
+        let sets: Vec<String> = non_key
+            .iter()
+            .map(|p| {
+                let c = quote_ident(&p.name);
+                format!(
+                    "{c} = CASE WHEN l.{unchanged} @> ARRAY[{}] THEN t.{c} ELSE {} END",
+                    text_literal(&p.name),
+                    value(p, "l")
+                )
+            })
+            .collect();
+        changed += exec_count(
+            conn,
+            &format!(
+                "UPDATE {target} t SET {} FROM _weir_latest l WHERE {} AND l.{op} <> 'd' AND {partial}",
+                sets.join(", "),
+                same_key("t", "l", true)
+            ),
+            "applying updates that left values unchanged",
+        )
+        .await?;
+    }
+    // Such an update of a row the mirror lacks has no value to keep: count it.
+    let missing = exec_count(
+        conn,
+        &format!(
+            "INSERT INTO {target} ({cols}) SELECT {values} FROM _weir_latest l WHERE l.{op} <> 'd' AND {partial}
+             ON CONFLICT ({keys}) DO NOTHING",
+            cols = cols.join(", "),
+            values = values.join(", "),
+            keys = key_list.join(", ")
+        ),
+        "applying updates of rows the mirror lacks",
+    )
+    .await?;
+    if missing > 0 {
+        *counts.entry("unchanged_values_missing").or_default() += missing;
+        changed += missing;
+    }
+    let on_conflict = match non_key.is_empty() {
+        true => "DO NOTHING".to_owned(),
+        false => format!(
+            "DO UPDATE SET {}",
+            non_key
+                .iter()
+                .map(|p| format!("{c} = EXCLUDED.{c}", c = quote_ident(&p.name)))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    };
+    changed += exec_count(
+        conn,
+        &format!(
+            "INSERT INTO {target} ({cols}) SELECT {values} FROM _weir_latest l WHERE l.{op} <> 'd' AND NOT {partial}
+             ON CONFLICT ({keys}) {on_conflict}",
+            cols = cols.join(", "),
+            values = values.join(", "),
+            keys = key_list.join(", ")
+        ),
+        "applying inserts and updates",
+    )
+    .await?;
+    Ok(changed)
+}
+
+fn text_literal(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "''"))
+}
+
+async fn exec_count(conn: &mut PgConnection, sql: &str, doing: &str) -> Result<u64> {
+    let done =
+        sqlx::raw_sql(AssertSqlSafe(sql.to_owned())).execute(&mut *conn).await.map_err(|e| db_error(e, doing))?;
+    Ok(done.rows_affected())
+}
+
 /// Record the committed watermark beside the data, in the same transaction.
 async fn record_commit(
     conn: &mut PgConnection,
@@ -490,7 +682,11 @@ async fn ensure_schema(conn: &mut PgConnection, schema: &Ident) -> Result<()> {
 async fn create_if_missing(conn: &mut PgConnection, sql: &str, doing: &str) -> Result<()> {
     match sqlx::raw_sql(AssertSqlSafe(sql.to_owned())).execute(&mut *conn).await {
         Ok(_) => Ok(()),
-        Err(sqlx::Error::Database(db)) if matches!(db.code().as_deref(), Some("23505" | "42P06" | "42P07")) => Ok(()),
+        Err(sqlx::Error::Database(db))
+            if matches!(db.code().as_deref(), Some("23505" | "42P06" | "42P07" | "42710")) =>
+        {
+            Ok(())
+        }
         Err(e) => Err(db_error(e, doing)),
     }
 }

@@ -19,8 +19,13 @@ use weir_core::{Error, LoadType, Result, SourceContext, SourceRegistration};
 pub use source::{EsConfig, EsOptions, EsSource};
 
 /// How the engine finds this source: `source_type = 'elasticsearch'`.
-pub const REGISTRATION: SourceRegistration =
-    SourceRegistration { name: "elasticsearch", option_keys: EsOptions::KEYS, needs_connection: true, build };
+pub const REGISTRATION: SourceRegistration = SourceRegistration {
+    name: "elasticsearch",
+    option_keys: EsOptions::KEYS,
+    needs_connection: true,
+    captures_changes: false,
+    build,
+};
 
 fn build(ctx: SourceContext<'_>) -> Result<Box<dyn weir_core::Source>> {
     let options: EsOptions = weir_core::options::parse(ctx.options, EsOptions::KEYS)?;

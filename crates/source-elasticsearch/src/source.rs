@@ -416,7 +416,7 @@ impl Source for EsSource {
             }))
             .filter_map(|item| async move { item })
             .boxed();
-        Ok(SourceStream { schema, batches, warnings })
+        Ok(SourceStream { schema, batches, warnings, primary_key: Vec::new() })
     }
 
     fn reads_by_date(&self) -> bool {

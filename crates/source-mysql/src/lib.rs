@@ -21,8 +21,13 @@ use weir_core::{Error, LoadType, Result, SourceContext, SourceRegistration};
 pub use source::{MysqlConfig, MysqlOptions, MysqlSource, Target};
 
 /// How the engine finds this source: `source_type = 'mysql'`.
-pub const REGISTRATION: SourceRegistration =
-    SourceRegistration { name: "mysql", option_keys: MysqlOptions::KEYS, needs_connection: true, build };
+pub const REGISTRATION: SourceRegistration = SourceRegistration {
+    name: "mysql",
+    option_keys: MysqlOptions::KEYS,
+    needs_connection: true,
+    captures_changes: false,
+    build,
+};
 
 fn build(ctx: SourceContext<'_>) -> Result<Box<dyn weir_core::Source>> {
     let options: MysqlOptions = weir_core::options::parse(ctx.options, MysqlOptions::KEYS)?;

@@ -318,7 +318,7 @@ impl Source for MysqlSource {
                 Ok(SourceBatch { batch: chunk.batch, position: position.clone() })
             })
             .boxed();
-        Ok(SourceStream { schema, batches, warnings })
+        Ok(SourceStream { schema, batches, warnings, primary_key: Vec::new() })
     }
 
     fn reads_by_date(&self) -> bool {

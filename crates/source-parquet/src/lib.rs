@@ -18,8 +18,13 @@ use weir_core::{Error, Result, SourceContext, SourceRegistration};
 pub use source::{ParquetOptions, ParquetSource};
 
 /// How the engine finds this source: `source_type = 'parquet'`.
-pub const REGISTRATION: SourceRegistration =
-    SourceRegistration { name: "parquet", option_keys: ParquetOptions::KEYS, needs_connection: false, build };
+pub const REGISTRATION: SourceRegistration = SourceRegistration {
+    name: "parquet",
+    option_keys: ParquetOptions::KEYS,
+    needs_connection: false,
+    captures_changes: false,
+    build,
+};
 
 fn build(ctx: SourceContext<'_>) -> Result<Box<dyn weir_core::Source>> {
     let options: ParquetOptions = weir_core::options::parse(ctx.options, ParquetOptions::KEYS)?;

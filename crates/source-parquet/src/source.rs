@@ -151,7 +151,7 @@ impl Source for ParquetSource {
             })
             .try_filter(|b| futures::future::ready(non_empty(&b.batch)))
             .boxed();
-        Ok(SourceStream { schema, batches, warnings })
+        Ok(SourceStream { schema, batches, warnings, primary_key: Vec::new() })
     }
 }
 

@@ -188,7 +188,7 @@ fn downcast<T: 'static>(builder: &mut dyn ArrayBuilder) -> &mut T {
     builder.as_any_mut().downcast_mut::<T>().expect("a builder of the column's kind")
 }
 
-fn append_null(kind: &Kind, builder: &mut dyn ArrayBuilder) {
+pub(crate) fn append_null(kind: &Kind, builder: &mut dyn ArrayBuilder) {
     match kind {
         Kind::Bool => downcast::<BooleanBuilder>(builder).append_null(),
         Kind::Int2 => downcast::<Int16Builder>(builder).append_null(),

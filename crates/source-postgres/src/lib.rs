@@ -9,6 +9,8 @@
 //! watermark; `options.parallelism` reads key ranges on several connections
 //! sharing one exported snapshot. Types map as [`types`] documents.
 
+mod cdc;
+mod changes;
 mod decode;
 mod error;
 pub mod pgoutput;
@@ -20,11 +22,17 @@ pub mod types;
 
 use weir_core::{Error, LoadType, Result, SourceContext, SourceRegistration};
 
+pub use cdc::{CdcNames, OnSlotLost};
 pub use source::{PostgresConfig, PostgresOptions, PostgresSource, Target};
 
 /// How the engine finds this source: `source_type = 'postgres'`.
-pub const REGISTRATION: SourceRegistration =
-    SourceRegistration { name: "postgres", option_keys: PostgresOptions::KEYS, needs_connection: true, build };
+pub const REGISTRATION: SourceRegistration = SourceRegistration {
+    name: "postgres",
+    option_keys: PostgresOptions::KEYS,
+    needs_connection: true,
+    captures_changes: true,
+    build,
+};
 
 fn build(ctx: SourceContext<'_>) -> Result<Box<dyn weir_core::Source>> {
     let options: PostgresOptions = weir_core::options::parse(ctx.options, PostgresOptions::KEYS)?;
@@ -67,7 +75,30 @@ fn build(ctx: SourceContext<'_>) -> Result<Box<dyn weir_core::Source>> {
     if let Some(col) = &options.date_column {
         weir_core::Ident::parse(col, "options.date_column")?;
     }
+    let cdc = match def.load_type {
+        LoadType::Cdc => {
+            let refused = [
+                (options.query.is_some(), "options.query (capture reads a table: name it in source_table)"),
+                (def.watermark_column.is_some(), "watermark_column (the position is the WAL's)"),
+                (options.lag.is_some(), "options.lag"),
+                (options.date_column.is_some(), "options.date_column"),
+            ];
+            if let Some((_, what)) = refused.iter().find(|(set, _)| *set) {
+                return Err(Error::user(format!("a cdc pipeline takes no {what}")));
+            }
+            Some(CdcNames::new(&def.name, options.slot.as_deref(), options.publication.as_deref())?)
+        }
+        _ => {
+            if options.slot.is_some() || options.publication.is_some() || options.on_slot_lost.is_some() {
+                return Err(Error::user(
+                    "options.slot, options.publication and options.on_slot_lost are for load_type `cdc`",
+                ));
+            }
+            None
+        }
+    };
     let primary_key = def.primary_key.iter().map(|k| k.as_str().to_owned()).collect();
     let watermark_column = def.watermark_column.as_ref().map(|w| w.as_str().to_owned());
-    Ok(Box::new(PostgresSource::new(connection, PostgresConfig { target, primary_key, watermark_column, options })))
+    let config = PostgresConfig { target, primary_key, watermark_column, options, cdc };
+    Ok(Box::new(PostgresSource::new(connection, config)))
 }

@@ -89,21 +89,31 @@ pub struct Chunk {
     pub bytes: u64,
 }
 
-/// Open the run's snapshot on `first` and share it with `others`.
-pub async fn start_snapshot(first: &mut PgConnection, others: &mut [PgConnection]) -> Result<()> {
+/// Open the run's snapshot on `first` and share it with `others`; or, given
+/// `imported` (a snapshot another session exported), open that one on all.
+pub async fn start_snapshot(
+    first: &mut PgConnection,
+    others: &mut [PgConnection],
+    imported: Option<&str>,
+) -> Result<()> {
     // Long reads into a slow sink must not trip the server's timeouts.
     const SESSION: &str = "SET statement_timeout = 0; SET idle_in_transaction_session_timeout = 0; \
                            SET standard_conforming_strings = on; SET DateStyle = 'ISO, YMD'; \
                            SET IntervalStyle = 'iso_8601'; SET extra_float_digits = 3; \
                            BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY";
     exec(first, SESSION, "starting a consistent snapshot").await?;
-    if others.is_empty() {
-        return Ok(());
-    }
-    let snapshot: String = sqlx::query_scalar("SELECT pg_export_snapshot()")
-        .fetch_one(&mut *first)
-        .await
-        .map_err(|e| db_error(e, "exporting the snapshot to the other ranges"))?;
+    let snapshot = match imported {
+        Some(name) => {
+            exec(first, &format!("SET TRANSACTION SNAPSHOT {}", text_literal(name)), "adopting the slot's snapshot")
+                .await?;
+            name.to_owned()
+        }
+        None if others.is_empty() => return Ok(()),
+        None => sqlx::query_scalar("SELECT pg_export_snapshot()")
+            .fetch_one(&mut *first)
+            .await
+            .map_err(|e| db_error(e, "exporting the snapshot to the other ranges"))?,
+    };
     for conn in others {
         exec(conn, SESSION, "starting a consistent snapshot").await?;
         exec(conn, &format!("SET TRANSACTION SNAPSHOT {}", text_literal(&snapshot)), "sharing the snapshot").await?;

@@ -90,7 +90,8 @@ impl ReplicationConn {
     async fn startup(&mut self, user: &str, database: &str, password: Option<&str>) -> Result<()> {
         let mut body = BytesMut::new();
         body.put_i32(196_608); // protocol 3.0
-        let options = "-c DateStyle=ISO,YMD -c IntervalStyle=iso_8601 -c extra_float_digits=3 -c TimeZone=UTC";
+        let options = "-c DateStyle=ISO,YMD -c IntervalStyle=iso_8601 -c extra_float_digits=3 -c TimeZone=UTC \
+                       -c bytea_output=hex";
         for (k, v) in [
             ("user", user),
             ("database", database),
@@ -268,6 +269,25 @@ impl ReplicationConn {
         body.put_i64(now - EPOCH_MICROS);
         body.put_u8(0);
         self.send(b'd', &body).await
+    }
+
+    /// Confirm `lsn` and end the stream, waiting until the server has taken the
+    /// confirmation in (it answers the end of the stream after it).
+    pub async fn finish(&mut self, lsn: Lsn) -> Result<()> {
+        self.status(lsn, lsn).await?;
+        self.send(b'c', &[]).await?; // CopyDone
+        let wait = async {
+            loop {
+                match self.read().await?.0 {
+                    b'Z' => return Ok(()),
+                    b'E' => return Err(Error::transient("the server refused to end the change stream")),
+                    _ => {} // the rest of the stream, CopyDone, CommandComplete
+                }
+            }
+        };
+        tokio::time::timeout(std::time::Duration::from_secs(30), wait)
+            .await
+            .map_err(|_| Error::transient("the server did not end the change stream within 30 s"))?
     }
 
     async fn send(&mut self, kind: u8, body: &[u8]) -> Result<()> {

@@ -3,6 +3,7 @@ use std::sync::Arc;
 
 use arrow::datatypes::{DataType, Schema, SchemaRef};
 use futures::StreamExt;
+use futures::stream::BoxStream;
 use sqlx::postgres::{PgConnectOptions, PgConnection};
 use sqlx::{ConnectOptions, Connection};
 use tokio::sync::mpsc;
@@ -14,6 +15,7 @@ use weir_core::{
     WatermarkFilter,
 };
 
+use crate::cdc::{self, CdcNames, Holder, OnSlotLost};
 use crate::error::db_error;
 use crate::read::{Chunk, Plan, exec, literal, read_range, start_snapshot, text_literal};
 use crate::relation::{Relation, describe_query, describe_table};
@@ -36,10 +38,17 @@ pub struct PostgresOptions {
     pub lag: Option<Lag>,
     /// Limit a run to `--date`'s day of this column.
     pub date_column: Option<String>,
+    /// `cdc`: the replication slot to read (default `weir_<pipeline>`).
+    pub slot: Option<String>,
+    /// `cdc`: the publication that names the table (default `weir_<pipeline>`).
+    pub publication: Option<String>,
+    /// `cdc`: what to do when the slot is gone: `fail` (default) or `resnapshot`.
+    pub on_slot_lost: Option<OnSlotLost>,
 }
 
 impl PostgresOptions {
-    pub const KEYS: &'static [&'static str] = &["query", "batch_size", "parallelism", "lag", "date_column"];
+    pub const KEYS: &'static [&'static str] =
+        &["query", "batch_size", "parallelism", "lag", "date_column", "slot", "publication", "on_slot_lost"];
     const DEFAULT_BATCH_SIZE: usize = 50_000;
 }
 
@@ -57,20 +66,36 @@ pub struct PostgresConfig {
     pub primary_key: Vec<String>,
     pub watermark_column: Option<String>,
     pub options: PostgresOptions,
+    /// `load_type = 'cdc'`: the slot and publication it reads.
+    pub cdc: Option<CdcNames>,
 }
 
 /// Reads a PostgreSQL table, view or query.
 pub struct PostgresSource {
     connection: ConnectionUrl,
     config: PostgresConfig,
+    /// A cdc run's replication connection, until its position is confirmed.
+    holder: Holder,
 }
 
 impl PostgresSource {
     pub fn new(connection: ConnectionUrl, config: PostgresConfig) -> Self {
-        Self { connection, config }
+        Self { connection, config, holder: Holder::default() }
     }
 
-    async fn connect(&self) -> Result<PgConnection> {
+    pub(crate) fn config(&self) -> &PostgresConfig {
+        &self.config
+    }
+
+    pub(crate) fn connection(&self) -> &ConnectionUrl {
+        &self.connection
+    }
+
+    pub(crate) fn holder(&self) -> &Holder {
+        &self.holder
+    }
+
+    pub(crate) async fn connect(&self) -> Result<PgConnection> {
         let options = PgConnectOptions::from_str(self.connection.expose())
             .map_err(|e| Error::user(format!("source connection {} is not valid: {e}", self.connection)))?
             .application_name("weir")
@@ -87,9 +112,72 @@ impl PostgresSource {
         }
     }
 
+    /// Read `relation` (rows meeting `conds`, in keyset pages when `order` is
+    /// set) on `options.parallelism` connections in one snapshot: a new one, or
+    /// `imported` (a snapshot another session exported). Returns the chunks as
+    /// they arrive, and warnings.
+    pub(crate) async fn read_ranges(
+        &self,
+        mut conn: PgConnection,
+        relation: &Relation,
+        conds: Vec<String>,
+        order: Vec<String>,
+        key_names: &[String],
+        imported: Option<&str>,
+    ) -> Result<(BoxStream<'static, Result<Chunk>>, Vec<String>)> {
+        let options = &self.config.options;
+        let mut warnings = Vec::new();
+        let columns = relation.columns.clone();
+        let key = key_names.iter().filter_map(|k| columns.iter().position(|c| &c.name == k)).collect();
+        // Every range's connection, then one snapshot for all of them.
+        let parallelism = options.parallelism.unwrap_or(1).max(1);
+        let split = key_names.first().and_then(|k| relation.column(k)).filter(|c| c.is_integer());
+        if parallelism > 1 && split.is_none() {
+            warnings.push(format!(
+                "options.parallelism = {parallelism} needs an integer key to cut ranges on, and {} has none \
+                 (key: {}); reading with one connection",
+                relation.display,
+                if key_names.is_empty() { "none".to_owned() } else { key_names.join(", ") }
+            ));
+        }
+        let mut others = Vec::new();
+        if split.is_some() {
+            for _ in 1..parallelism {
+                others.push(self.connect().await?);
+            }
+        }
+        start_snapshot(&mut conn, &mut others, imported).await?;
+        let mut range_conds: Vec<Vec<String>> = vec![Vec::new()];
+        if let Some(column) = split.filter(|_| parallelism > 1) {
+            range_conds = ranges(&mut conn, &relation.from, &conds, column, parallelism).await?;
+            others.truncate(range_conds.len().saturating_sub(1));
+        }
+        let select: Vec<String> = columns.iter().map(Column::select).collect();
+        let plan = Arc::new(Plan {
+            schema: schema_of(&columns),
+            select: format!("SELECT {} FROM {}", select.join(", "), relation.from),
+            columns,
+            conds,
+            order,
+            key,
+            batch_size: options.batch_size.unwrap_or(PostgresOptions::DEFAULT_BATCH_SIZE).max(1),
+        });
+        info!(source = %relation.display, ranges = range_conds.len(), paged = !plan.order.is_empty(), "reading PostgreSQL");
+
+        let mut receivers = Vec::with_capacity(range_conds.len());
+        for (conn, extra) in std::iter::once(conn).chain(others).zip(range_conds) {
+            let (tx, rx) = mpsc::channel(RANGE_QUEUE);
+            tokio::spawn(read_range(conn, plan.clone(), extra, tx));
+            receivers
+                .push(futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|c| (c, rx)) }).boxed());
+        }
+
+        Ok((futures::stream::select_all(receivers).boxed(), warnings))
+    }
+
     /// Check the controller row against what the server has; warnings for what
     /// works but should be fixed.
-    fn validate(&self, relation: &Relation, watermark: Option<&str>) -> Result<Vec<String>> {
+    pub(crate) fn validate(&self, relation: &Relation, watermark: Option<&str>) -> Result<Vec<String>> {
         let mut warnings = Vec::new();
         if let Some(wm) = watermark {
             relation.require("watermark_column", &[wm])?;
@@ -138,6 +226,9 @@ impl Source for PostgresSource {
     }
 
     async fn open(&self, request: &ReadRequest) -> Result<SourceStream> {
+        if self.config.cdc.is_some() {
+            return cdc::open(self, request).await;
+        }
         let mut conn = self.connect().await?;
         let relation = self.describe(&mut conn, request.run_date).await?;
         let watermark = request.watermark_column.as_ref().map(Ident::as_str);
@@ -149,7 +240,6 @@ impl Source for PostgresSource {
             false => self.config.primary_key.clone(),
             true => relation.primary_key.clone(),
         };
-        let key = key_names.iter().filter_map(|k| columns.iter().position(|c| &c.name == k)).collect();
 
         let mut conds = Vec::new();
         if let Some(col) = &options.date_column {
@@ -166,48 +256,8 @@ impl Source for PostgresSource {
             _ => Vec::new(),
         };
 
-        // Every range's connection, then one snapshot for all of them.
-        let parallelism = options.parallelism.unwrap_or(1).max(1);
-        let split = key_names.first().and_then(|k| relation.column(k)).filter(|c| c.is_integer());
-        if parallelism > 1 && split.is_none() {
-            warnings.push(format!(
-                "options.parallelism = {parallelism} needs an integer key to cut ranges on, and {} has none \
-                 (key: {}); reading with one connection",
-                relation.display,
-                if key_names.is_empty() { "none".to_owned() } else { key_names.join(", ") }
-            ));
-        }
-        let mut others = Vec::new();
-        if split.is_some() {
-            for _ in 1..parallelism {
-                others.push(self.connect().await?);
-            }
-        }
-        start_snapshot(&mut conn, &mut others).await?;
-        let mut range_conds: Vec<Vec<String>> = vec![Vec::new()];
-        if let Some(column) = split.filter(|_| parallelism > 1) {
-            range_conds = ranges(&mut conn, &relation.from, &conds, column, parallelism).await?;
-            others.truncate(range_conds.len().saturating_sub(1));
-        }
-        let select: Vec<String> = columns.iter().map(Column::select).collect();
-        let plan = Arc::new(Plan {
-            schema: schema.clone(),
-            select: format!("SELECT {} FROM {}", select.join(", "), relation.from),
-            columns,
-            conds,
-            order,
-            key,
-            batch_size: options.batch_size.unwrap_or(PostgresOptions::DEFAULT_BATCH_SIZE).max(1),
-        });
-        info!(source = %relation.display, ranges = range_conds.len(), paged = !plan.order.is_empty(), "reading PostgreSQL");
-
-        let mut receivers = Vec::with_capacity(range_conds.len());
-        for (conn, extra) in std::iter::once(conn).chain(others).zip(range_conds) {
-            let (tx, rx) = mpsc::channel(RANGE_QUEUE);
-            tokio::spawn(read_range(conn, plan.clone(), extra, tx));
-            receivers
-                .push(futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|c| (c, rx)) }).boxed());
-        }
+        let (chunks, range_warnings) = self.read_ranges(conn, &relation, conds, order, &key_names, None).await?;
+        warnings.extend(range_warnings);
 
         let mut tracker = match watermark {
             Some(wm) => {
@@ -217,7 +267,7 @@ impl Source for PostgresSource {
             None => None,
         };
         let mut position = Position { watermark: request.watermark_before.clone(), ..Default::default() };
-        let batches = futures::stream::select_all(receivers)
+        let batches = chunks
             .map(move |chunk: Result<Chunk>| {
                 let chunk = chunk?;
                 if let Some(t) = tracker.as_mut() {
@@ -228,11 +278,18 @@ impl Source for PostgresSource {
                 Ok(SourceBatch { batch: chunk.batch, position: position.clone() })
             })
             .boxed();
-        Ok(SourceStream { schema, batches, warnings })
+        Ok(SourceStream { schema, batches, warnings, primary_key: Vec::new() })
     }
 
     fn reads_by_date(&self) -> bool {
         self.config.options.date_column.is_some()
+    }
+
+    async fn confirm(&self, watermark: &str) -> Result<()> {
+        match &self.config.cdc {
+            Some(names) => cdc::confirm(self, names, watermark).await,
+            None => Ok(()),
+        }
     }
 }
 

@@ -12,7 +12,7 @@ use sqlx::{PgPool, Row};
 use crate::harness::{D1, D2, Harness};
 
 /// A fresh source database as connection `src`, with `sql` run in it.
-async fn source(h: &mut Harness, label: &str, sql: &str) -> PgPool {
+pub(crate) async fn source(h: &mut Harness, label: &str, sql: &str) -> PgPool {
     let url = weir_testkit::pg::fresh_database(label).await.expect("source database");
     let pool = PgPool::connect(&url).await.expect("connect source");
     sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_owned())).execute(&pool).await.expect("set up the source");
@@ -20,7 +20,7 @@ async fn source(h: &mut Harness, label: &str, sql: &str) -> PgPool {
     pool
 }
 
-async fn pipeline(h: &Harness, name: &str, table: &str, extra: &[(&str, &str)]) {
+pub(crate) async fn pipeline(h: &Harness, name: &str, table: &str, extra: &[(&str, &str)]) {
     let (table, dest) = (format!("'{table}'"), format!("'{name}'"));
     let mut cols = vec![
         ("source_type", "'postgres'"),
@@ -36,7 +36,7 @@ async fn pipeline(h: &Harness, name: &str, table: &str, extra: &[(&str, &str)]) 
 }
 
 /// `(column, format_type)` of a table, in order.
-async fn types(pool: &PgPool, table: &str) -> Vec<(String, String)> {
+pub(crate) async fn types(pool: &PgPool, table: &str) -> Vec<(String, String)> {
     sqlx::query_as(
         "SELECT attname::text, format_type(atttypid, atttypmod) FROM pg_attribute
          WHERE attrelid = $1::regclass AND attnum > 0 AND NOT attisdropped ORDER BY attnum",
@@ -48,7 +48,7 @@ async fn types(pool: &PgPool, table: &str) -> Vec<(String, String)> {
 }
 
 /// Every value of `table` as the server prints it, by `id`.
-async fn text_rows(pool: &PgPool, table: &str, columns: &[String]) -> BTreeMap<i32, Vec<Option<String>>> {
+pub(crate) async fn text_rows(pool: &PgPool, table: &str, columns: &[String]) -> BTreeMap<i32, Vec<Option<String>>> {
     let select: Vec<String> = columns.iter().map(|c| format!("\"{c}\"::text")).collect();
     let sql = format!("SELECT id, {} FROM {table}", select.join(", "));
     sqlx::query(sqlx::AssertSqlSafe(sql))
@@ -60,7 +60,7 @@ async fn text_rows(pool: &PgPool, table: &str, columns: &[String]) -> BTreeMap<i
         .collect()
 }
 
-const ALL_TYPES: &str = r#"
+pub(crate) const ALL_TYPES: &str = r#"
 CREATE TYPE mood AS ENUM ('sad', 'ok', 'happy');
 CREATE DOMAIN positive AS integer CHECK (VALUE > 0);
 CREATE TABLE all_types (

@@ -1,0 +1,269 @@
+//! Change data capture end to end: a real PostgreSQL with `wal_level =
+//! logical` (the services script sets it), the real `runner`, and the mirror
+//! compared value for value with the source, read back by the server's own
+//! text output on both sides. The snapshot at the slot's consistent point,
+//! then inserts, updates (a changed key, unchanged TOAST values), deletes and
+//! TRUNCATE; every type through the change log; the history; a process that
+//! dies between the destination's commit and the slot's confirmation; and
+//! what each fault says.
+
+use std::collections::BTreeMap;
+
+use sqlx::PgPool;
+
+use crate::harness::{D1, D2, Harness};
+use crate::postgres::{ALL_TYPES, pipeline, source, text_rows, types};
+
+const D3: &str = "20250325";
+const D4: &str = "20250326";
+
+/// Eight hex digits that no other test run picks.
+fn suffix() -> String {
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
+    format!("{:08x}", (nanos as u64 ^ u64::from(std::process::id()).rotate_left(32)) as u32)
+}
+
+/// A cdc pipeline with a slot of its own (slot names are the server's, not
+/// the database's); returns the slot's name.
+async fn cdc_pipeline(h: &Harness, name: &str, table: &str, options: &str) -> String {
+    let slot = format!("{name}_{}", suffix());
+    let options = match options {
+        "" => format!(r#"'{{"slot": "{slot}"}}'"#),
+        more => format!(r#"'{{"slot": "{slot}", {more}}}'"#),
+    };
+    pipeline(h, name, table, &[("load_type", "'cdc'"), ("options", options.as_str())]).await;
+    slot
+}
+
+async fn sql(pool: &PgPool, sql: &str) {
+    sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_owned())).execute(pool).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
+}
+
+/// The mirror holds exactly the source's rows, value for value.
+async fn assert_mirrors(src: &PgPool, h: &Harness, table: &str, mirror: &str) {
+    let columns: Vec<String> =
+        types(src, table).await.into_iter().map(|(n, _)| n).filter(|n| n != "id").collect::<Vec<_>>();
+    let want = text_rows(src, table, &columns).await;
+    let got = text_rows(&h.pool, mirror, &columns).await;
+    let ids = |m: &BTreeMap<i32, Vec<Option<String>>>| m.keys().copied().collect::<Vec<_>>();
+    assert_eq!(ids(&got), ids(&want), "the mirror's rows");
+    for (id, row) in &want {
+        for ((column, w), g) in columns.iter().zip(row).zip(&got[id]) {
+            assert_eq!(g, w, "column {column} of row {id}");
+        }
+    }
+}
+
+async fn drop_slot(src: &PgPool, slot: &str) {
+    for _ in 0..50 {
+        if sqlx::query("SELECT pg_drop_replication_slot($1)").bind(slot).execute(src).await.is_ok() {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    panic!("the slot {slot} could not be dropped");
+}
+
+async fn confirmed(src: &PgPool, slot: &str) -> Option<String> {
+    sqlx::query_scalar("SELECT confirmed_flush_lsn::text FROM pg_replication_slots WHERE slot_name = $1")
+        .bind(slot)
+        .fetch_one(src)
+        .await
+        .expect("the slot")
+}
+
+const ITEMS: &str = "
+CREATE TABLE items (id integer PRIMARY KEY, name text NOT NULL, big text, price numeric(10,2), tags text[],
+                    seen timestamptz);
+-- Out of line and uncompressed: an update that leaves `big` alone does not send it.
+ALTER TABLE items ALTER COLUMN big SET STORAGE EXTERNAL;
+INSERT INTO items SELECT i, 'item ' || i, CASE WHEN i IN (1, 7) THEN repeat('x', 100000) END, i * 1.25,
+                         ARRAY['a', 'b ' || i], '2025-03-23 10:00:00+00'::timestamptz + i * interval '1 second'
+FROM generate_series(1, 50) i;
+";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_snapshot_then_every_insert_update_delete_and_truncate_reach_the_mirror() {
+    let mut h = Harness::new("cdc_mirror").await;
+    let src = source(&mut h, "cdc_mirror_src", ITEMS).await;
+    let slot = cdc_pipeline(&h, "cdc_items", "public.items", "").await;
+
+    // The first run creates the publication and the slot, and copies the table at its consistent point.
+    h.run_ok(D1).await;
+    assert_mirrors(&src, &h, "items", "bronze.cdc_items").await;
+    let first = h.last_audit("cdc_items").await;
+    assert_eq!(first.records_read, Some(51), "a truncate marker and 50 rows");
+    let snapshot_at = first.watermark_after.expect("an LSN");
+    assert_eq!(confirmed(&src, &slot).await.as_deref(), Some(snapshot_at.as_str()), "confirmed after the commit");
+    let published: i64 = sqlx::query_scalar("SELECT count(*) FROM pg_publication_tables WHERE tablename = 'items'")
+        .fetch_one(&src)
+        .await
+        .expect("publication");
+    assert_eq!(published, 1);
+
+    sql(
+        &src,
+        "INSERT INTO items VALUES (51, 'new', NULL, 9.99, '{}', now());
+         UPDATE items SET name = 'renamed' WHERE id = 2;
+         UPDATE items SET price = 100 WHERE id = 1;
+         UPDATE items SET name = 'twice, big untouched' WHERE id = 1;
+         UPDATE items SET id = 1000 WHERE id = 3;
+         DELETE FROM items WHERE id = 4;
+         INSERT INTO items VALUES (52, 'gone again', NULL, 1, NULL, NULL);
+         DELETE FROM items WHERE id = 52;
+         BEGIN;
+         UPDATE items SET big = repeat('y', 90000) WHERE id = 7;
+         UPDATE items SET price = 7 WHERE id = 7;
+         COMMIT;
+         UPDATE items SET tags = ARRAY['quoted \"x\"', NULL, 'comma, here'] WHERE id = 8;",
+    )
+    .await;
+    h.run_ok(D2).await;
+    assert_mirrors(&src, &h, "items", "bronze.cdc_items").await;
+    let big: String = sqlx::query_scalar("SELECT left(big, 3) || length(big) FROM bronze.cdc_items WHERE id = 1")
+        .fetch_one(&h.pool)
+        .await
+        .expect("row 1");
+    assert_eq!(big, "xxx100000", "an update that left a TOASTed value alone kept it");
+    let second = h.last_audit("cdc_items").await;
+    assert_eq!(second.status, "success");
+    let at = second.watermark_after.expect("an LSN");
+    assert_ne!(at, snapshot_at);
+    assert_eq!(confirmed(&src, &slot).await.as_deref(), Some(at.as_str()));
+
+    sql(&src, "TRUNCATE items; INSERT INTO items VALUES (1, 'after the truncate', NULL, 1, NULL, NULL)").await;
+    h.run_ok(D3).await;
+    assert_mirrors(&src, &h, "items", "bronze.cdc_items").await;
+
+    // Nothing changed: the run still moves the position on, so the server can recycle its WAL.
+    sql(&src, "CREATE TABLE elsewhere (id int); INSERT INTO elsewhere VALUES (1)").await;
+    h.run_ok(D4).await;
+    let quiet = h.last_audit("cdc_items").await;
+    assert_eq!(quiet.records_processed, Some(0));
+    assert_ne!(quiet.watermark_after, h.audits("cdc_items").await[2].watermark_after);
+    drop_slot(&src, &slot).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_type_reads_the_same_from_the_change_log_as_from_the_snapshot() {
+    let mut h = Harness::new("cdc_types").await;
+    let src = source(&mut h, "cdc_types_src", ALL_TYPES).await;
+    let slot = cdc_pipeline(&h, "cdc_types", "public.all_types", "").await;
+    h.run_ok(D1).await;
+    assert_mirrors(&src, &h, "all_types", "bronze.cdc_types").await;
+
+    // The same values again, as changes: pgoutput sends them as text.
+    sql(
+        &src,
+        "CREATE TEMP TABLE again AS SELECT * FROM all_types;
+         UPDATE again SET id = id + 10;
+         INSERT INTO all_types SELECT * FROM again;
+         UPDATE all_types SET i4 = 5 WHERE id = 1;
+         DELETE FROM all_types WHERE id = 12",
+    )
+    .await;
+    h.run_ok(D2).await;
+    assert_mirrors(&src, &h, "all_types", "bronze.cdc_types").await;
+    assert_eq!(h.count("bronze.cdc_types").await, 5);
+    drop_slot(&src, &slot).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_runner_killed_after_the_commit_neither_loses_nor_repeats_a_change() {
+    let mut h = Harness::new("cdc_once").await;
+    let src = source(&mut h, "cdc_once_src", ITEMS).await;
+    h.set_env("WEIR_LEASE_SECONDS", "2");
+    let history = cdc_pipeline(&h, "cdc_once_log", "public.items", r#""history": true"#).await;
+    let mirror = cdc_pipeline(&h, "cdc_once_items", "public.items", "").await;
+    h.run_ok(D1).await;
+
+    sql(&src, "INSERT INTO items VALUES (60, 'a', NULL, 1, NULL, NULL); UPDATE items SET name = 'b' WHERE id = 9; DELETE FROM items WHERE id = 10").await;
+    // The history pipeline commits, then the process dies before anything else records it.
+    h.set_env("WEIR_CRASH_AFTER_COMMIT", "cdc_once_log");
+    let crashed = h.run_date(D2).await;
+    assert_ne!(crashed.code, 0, "{}", crashed.all());
+    h.set_env("WEIR_CRASH_AFTER_COMMIT", "none");
+    let committed: String = sqlx::query_scalar("SELECT watermark FROM _weir.commits WHERE pipeline = 'cdc_once_log'")
+        .fetch_one(&h.pool)
+        .await
+        .expect("the destination's own record of its commit");
+    assert_ne!(confirmed(&src, &history).await, Some(committed.clone()), "the slot was not told");
+    assert_eq!(h.scalar_i64("SELECT count(*) FROM bronze.cdc_once_log WHERE _weir_op <> 'r'").await, 1 + 3);
+
+    sql(&src, "INSERT INTO items VALUES (61, 'c', NULL, 1, NULL, NULL); UPDATE items SET name = 'd' WHERE id = 60")
+        .await;
+    h.run_ok(D3).await;
+    // Every change once: the truncate marker, the snapshot, three changes, then two.
+    let ops = h.rows("SELECT _weir_op, count(*)::text FROM bronze.cdc_once_log GROUP BY 1 ORDER BY 1").await;
+    assert_eq!(ops, [["c", "2"], ["d", "1"], ["r", "50"], ["t", "1"], ["u", "2"]].map(|r| r.map(str::to_owned)));
+    assert_eq!(
+        h.scalar_i64("SELECT count(*) FROM (SELECT DISTINCT _weir_lsn, _weir_op FROM bronze.cdc_once_log WHERE _weir_op <> 'r') d").await,
+        6
+    );
+    assert_mirrors(&src, &h, "items", "bronze.cdc_once_items").await;
+    drop_slot(&src, &history).await;
+    drop_slot(&src, &mirror).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn capture_faults_name_their_cause_and_the_run_goes_on() {
+    let mut h = Harness::new("cdc_faults").await;
+    let role = format!("weir_norepl_{}", suffix());
+    let src = source(
+        &mut h,
+        "cdc_faults_src",
+        &format!(
+            "{ITEMS}
+             CREATE TABLE nokey (id int, v text); INSERT INTO nokey VALUES (1, 'a');
+             CREATE ROLE {role} LOGIN PASSWORD 'secret-pw-42';
+             GRANT SELECT ON items TO {role};"
+        ),
+    )
+    .await;
+    let url = url::Url::parse(&weir_testkit::pg::server_url()).expect("url");
+    let db: String = sqlx::query_scalar("SELECT current_database()").fetch_one(&src).await.expect("db");
+    h.set_env(
+        "WEIR_CONN_NOREPL",
+        &format!(
+            "postgres://{role}:secret-pw-42@{}:{}/{db}",
+            url.host_str().unwrap_or("127.0.0.1"),
+            url.port().unwrap_or(5432)
+        ),
+    );
+    let nokey = cdc_pipeline(&h, "cdc_nokey", "public.nokey", "").await;
+    let lost = cdc_pipeline(&h, "cdc_lost", "public.items", "").await;
+    let norepl = cdc_pipeline(&h, "cdc_norepl", "public.items", "").await;
+    sql(&h.pool, "UPDATE controller SET source_connection = 'norepl' WHERE name = 'cdc_norepl'").await;
+    let run = h.run_date(D1).await;
+    assert_ne!(run.code, 0);
+    assert!(!run.all().contains("secret-pw-42"), "{}", run.all());
+
+    let nokey_error = h.last_audit("cdc_nokey").await.error;
+    assert!(nokey_error.contains("ALTER TABLE \"public\".\"nokey\" REPLICA IDENTITY FULL"), "{nokey_error}");
+    let norepl_error = h.last_audit("cdc_norepl").await.error;
+    assert!(norepl_error.contains("REPLICATION"), "{norepl_error}");
+    assert!(!norepl_error.contains("secret-pw-42"), "{norepl_error}");
+    assert_eq!(h.last_audit("cdc_lost").await.status, "success", "the others' faults stop only them");
+
+    // The slot dropped behind the pipeline's back: fail naming it, or take a new snapshot.
+    drop_slot(&src, &lost).await;
+    sql(&src, "DELETE FROM items WHERE id = 1").await;
+    let run = h.runner(&["--date", D2, "--pipeline", "cdc_lost"]).await;
+    assert_ne!(run.code, 0);
+    let lost_error = h.last_audit("cdc_lost").await.error;
+    assert!(lost_error.contains(&format!("replication slot `{lost}` no longer exists")), "{lost_error}");
+    assert!(lost_error.contains("on_slot_lost"), "{lost_error}");
+    sql(
+        &h.pool,
+        &format!(
+            r#"UPDATE controller SET options = '{{"slot": "{lost}", "on_slot_lost": "resnapshot"}}' WHERE name = 'cdc_lost'"#
+        ),
+    )
+    .await;
+    let run = h.runner(&["--date", D3, "--pipeline", "cdc_lost"]).await;
+    assert_eq!(run.code, 0, "{}", run.all());
+    assert_mirrors(&src, &h, "items", "bronze.cdc_lost").await;
+    drop_slot(&src, &lost).await;
+    let _ = (nokey, norepl);
+    sql(&src, &format!("DROP OWNED BY {role}; DROP ROLE {role}")).await;
+}

@@ -1,0 +1,597 @@
+//! `load_type = 'cdc'`: a table's changes, read from a logical replication
+//! slot with the server's built-in `pgoutput` plugin.
+//!
+//! The pipeline's watermark is an LSN, committed with the destination's data:
+//! every transaction that committed before it has been applied, none after.
+//!
+//! - **First run** (no watermark yet): create the publication and the slot,
+//!   the slot exporting its snapshot; read the table in that snapshot (in
+//!   parallel ranges, as a full load does), after a truncate marker. The
+//!   watermark becomes the slot's consistent point: the snapshot holds exactly
+//!   the transactions that committed before it.
+//! - **Later runs**: read the server's WAL position at the start, stream the
+//!   slot from the watermark, apply the transactions that committed in
+//!   between, and stop there. The new watermark is that position.
+//! - **After the commit**, and only then, the position is confirmed to the
+//!   slot, so the server may recycle its WAL. A run killed between the two
+//!   re-reads from the committed watermark: transactions before it are skipped
+//!   by their commit position, so none is applied twice.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use arrow::array::{ArrayRef, Int64Array, ListArray, RecordBatch, StringArray, TimestampMicrosecondArray};
+use arrow::datatypes::{DataType, Field};
+use futures::StreamExt;
+use sqlx::PgConnection;
+use tokio::sync::{mpsc, oneshot};
+use tracing::{info, warn};
+use weir_core::changes::op;
+use weir_core::{Error, Position, ReadRequest, Result, SourceBatch, SourceStream};
+
+use crate::changes::{ChangeBatcher, Meta, schema};
+use crate::error::db_error;
+use crate::pgoutput::{self, Message, Value};
+use crate::read::Chunk;
+use crate::relation::{Relation, describe_table};
+use crate::replication::{Lsn, ReplicationConn, Streamed, quote_ident};
+use crate::source::{PostgresSource, Target};
+
+/// Microseconds from 1970 to PostgreSQL's epoch, 2000-01-01.
+const EPOCH_MICROS: i64 = 946_684_800_000_000;
+/// Text of changes held before a batch goes to the sink.
+const BATCH_BYTES: usize = 32 * 1024 * 1024;
+
+/// What to do when the slot is gone (dropped, or invalidated by `max_slot_wal_keep_size`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OnSlotLost {
+    /// Fail, naming the slot: changes were lost, and someone should know.
+    #[default]
+    Fail,
+    /// Take a new snapshot, which replaces what the destination held.
+    Resnapshot,
+}
+
+/// A request to confirm a position to the slot, answered once the server has it.
+type ConfirmRequest = (Lsn, oneshot::Sender<Result<()>>);
+
+/// The replication connection a run streamed on, kept answered until the
+/// destination has committed, so the position can be confirmed on it.
+#[derive(Default)]
+pub struct Holder(Mutex<Option<mpsc::Sender<ConfirmRequest>>>);
+
+/// The names a cdc pipeline uses on the server.
+#[derive(Debug, Clone)]
+pub struct CdcNames {
+    pub slot: String,
+    pub publication: String,
+}
+
+impl CdcNames {
+    /// `options.slot` / `options.publication`, else `weir_<pipeline>` (a slot
+    /// name allows only lower-case letters, digits and `_`, at most 63 bytes).
+    pub fn new(pipeline: &str, slot: Option<&str>, publication: Option<&str>) -> Result<Self> {
+        let derived: String = format!("weir_{pipeline}")
+            .chars()
+            .map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '_' })
+            .take(63)
+            .collect();
+        let slot = slot.map(str::to_owned).unwrap_or_else(|| derived.clone());
+        if slot.is_empty()
+            || slot.len() > 63
+            || !slot.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+        {
+            return Err(Error::user(format!(
+                "options.slot `{slot}` is not a replication slot name: use lower-case letters, digits and `_`, at most 63"
+            )));
+        }
+        let publication = publication.map(str::to_owned).unwrap_or(derived);
+        if publication.is_empty() || publication.len() > 63 {
+            return Err(Error::user(format!("options.publication `{publication}` is not a name PostgreSQL keeps")));
+        }
+        Ok(Self { slot, publication })
+    }
+}
+
+/// Open a cdc read: the snapshot on the first run, else the changes since the watermark.
+pub async fn open(source: &PostgresSource, request: &ReadRequest) -> Result<SourceStream> {
+    let config = source.config();
+    let names = config.cdc.as_ref().ok_or_else(|| Error::internal("a cdc read without slot names"))?;
+    let Target::Table { schema: schema_name, table } = &config.target else {
+        return Err(Error::internal("a cdc read of a query"));
+    };
+    let mut conn = source.connect().await?;
+    let table = request.run_date.render(table)?;
+    let relation = describe_table(&mut conn, schema_name, &table).await?;
+    source.validate(&relation, None)?;
+    let key: Vec<String> = match config.primary_key.is_empty() {
+        false => config.primary_key.clone(),
+        true => relation.primary_key.clone(),
+    };
+    preflight(&mut conn, &relation, source).await?;
+    ensure_publication(&mut conn, &names.publication, &relation).await?;
+
+    let watermark = match &request.watermark_before {
+        None => None,
+        Some(text) => Some(Lsn::parse(text).ok_or_else(|| {
+            Error::user(format!(
+                "the stored watermark `{text}` is not a WAL position (was this pipeline not `cdc` before?); a cdc \
+                 pipeline starts with a snapshot when it has none: clear it (`DELETE FROM watermark WHERE \
+                 pipeline_name = …` and `DELETE FROM _weir.commits WHERE pipeline = …`)"
+            ))
+        })?),
+    };
+    let slot = slot_state(&mut conn, &names.slot).await?;
+    let resnapshot = config.options.on_slot_lost.unwrap_or_default() == OnSlotLost::Resnapshot;
+    let mut warnings = Vec::new();
+    match (watermark, &slot) {
+        (Some(from), Some(state)) if !state.lost => {
+            let at = (schema_name.clone(), table);
+            let mut stream = changes(source, conn, relation, at, key.clone(), names, from).await?;
+            stream.primary_key = key;
+            return Ok(stream);
+        }
+        (Some(from), _) if !resnapshot => {
+            return Err(Error::user(format!(
+                "replication slot `{}` {} (dropped, or invalidated because it kept more WAL than \
+                 max_slot_wal_keep_size): the changes after {from} are gone from the server. Set \
+                 options.on_slot_lost = 'resnapshot' to copy the table again, which replaces the destination's rows",
+                names.slot,
+                if slot.is_some() { "was invalidated" } else { "no longer exists" }
+            )));
+        }
+        (Some(from), _) => warnings.push(format!(
+            "replication slot `{}` was lost after {from}; took a new snapshot (options.on_slot_lost = 'resnapshot')",
+            names.slot
+        )),
+        (None, _) => {}
+    }
+    if let Some(state) = slot {
+        // A slot without a committed watermark is a first run that died before its commit.
+        if state.active {
+            return Err(Error::transient(format!(
+                "replication slot `{}` is in use by another connection (server process {})",
+                names.slot,
+                state.pid.unwrap_or_default()
+            )));
+        }
+        info!(slot = %names.slot, "dropping the slot to start over with a snapshot");
+        sqlx::query("SELECT pg_drop_replication_slot($1)")
+            .bind(&names.slot)
+            .execute(&mut conn)
+            .await
+            .map_err(|e| db_error(e, &format!("dropping replication slot `{}`", names.slot)))?;
+    }
+    let mut stream = snapshot(source, conn, relation, &key, names).await?;
+    stream.warnings.extend(warnings);
+    stream.primary_key = key;
+    Ok(stream)
+}
+
+/// The server can capture this table: logical WAL, a user allowed to
+/// replicate, and a replica identity that names the changed rows.
+async fn preflight(conn: &mut PgConnection, relation: &Relation, source: &PostgresSource) -> Result<()> {
+    let (wal_level, can_replicate, identity): (String, bool, String) = sqlx::query_as(
+        "SELECT current_setting('wal_level'),
+                (SELECT rolreplication OR rolsuper FROM pg_roles WHERE rolname = current_user),
+                (SELECT relreplident::text FROM pg_class WHERE oid = $1::regclass)",
+    )
+    .bind(&relation.from)
+    .fetch_one(&mut *conn)
+    .await
+    .map_err(|e| db_error(e, "checking that the server can capture changes"))?;
+    if wal_level != "logical" {
+        return Err(Error::user(format!(
+            "the source server has wal_level = {wal_level}; change data capture needs logical decoding: \
+             ALTER SYSTEM SET wal_level = logical, then restart the server"
+        )));
+    }
+    if !can_replicate {
+        let user = source.connection().url().username().to_owned();
+        return Err(Error::user(format!(
+            "the source connection's user `{user}` lacks the REPLICATION attribute that reading a replication \
+             slot needs: ALTER ROLE \"{user}\" REPLICATION (as a superuser)"
+        )));
+    }
+    let no_identity = match identity.as_str() {
+        "n" => true,
+        "d" => relation.primary_key.is_empty(),
+        _ => false,
+    };
+    if no_identity {
+        return Err(Error::user(format!(
+            "table {} has no primary key, so its updates and deletes do not say which row they change; add one, \
+             or log whole rows: ALTER TABLE {} REPLICA IDENTITY FULL",
+            relation.display, relation.from
+        )));
+    }
+    Ok(())
+}
+
+/// Create the publication, or add the table to it.
+async fn ensure_publication(conn: &mut PgConnection, publication: &str, relation: &Relation) -> Result<()> {
+    let (exists, has_table): (bool, bool) = sqlx::query_as(
+        "SELECT EXISTS (SELECT 1 FROM pg_publication WHERE pubname = $1),
+                EXISTS (SELECT 1 FROM pg_publication_rel r JOIN pg_publication p ON p.oid = r.prpubid
+                        WHERE p.pubname = $1 AND r.prrelid = $2::regclass)
+                OR EXISTS (SELECT 1 FROM pg_publication WHERE pubname = $1 AND puballtables)",
+    )
+    .bind(publication)
+    .bind(&relation.from)
+    .fetch_one(&mut *conn)
+    .await
+    .map_err(|e| db_error(e, "reading the publication"))?;
+    let sql = match (exists, has_table) {
+        (_, true) => return Ok(()),
+        (false, _) => format!("CREATE PUBLICATION {} FOR TABLE {}", quote_ident(publication), relation.from),
+        (true, false) => format!("ALTER PUBLICATION {} ADD TABLE {}", quote_ident(publication), relation.from),
+    };
+    info!(publication, table = %relation.display, "publishing the table's changes");
+    sqlx::raw_sql(sqlx::AssertSqlSafe(sql)).execute(&mut *conn).await.map_err(|e| {
+        db_error(
+            e,
+            &format!("publishing {} in publication `{publication}` (the user must own the table)", relation.display),
+        )
+    })?;
+    Ok(())
+}
+
+struct SlotState {
+    active: bool,
+    pid: Option<i32>,
+    lost: bool,
+}
+
+async fn slot_state(conn: &mut PgConnection, slot: &str) -> Result<Option<SlotState>> {
+    type Row = (bool, Option<i32>, Option<String>, Option<String>, Option<String>, bool);
+    let row: Option<Row> = sqlx::query_as(
+        "SELECT active, active_pid, to_jsonb(s) ->> 'wal_status', plugin::text, database::text,
+                database = current_database()
+         FROM pg_replication_slots s WHERE slot_name = $1",
+    )
+    .bind(slot)
+    .fetch_optional(&mut *conn)
+    .await
+    .map_err(|e| db_error(e, &format!("reading replication slot `{slot}`")))?;
+    let Some((active, pid, wal_status, plugin, database, here)) = row else { return Ok(None) };
+    if !here || plugin.as_deref() != Some("pgoutput") {
+        return Err(Error::user(format!(
+            "replication slot `{slot}` exists for {} with plugin {}; a cdc pipeline needs its own pgoutput slot in \
+             this database: name another in options.slot",
+            database.map(|d| format!("database {d}")).unwrap_or_else(|| "physical replication".to_owned()),
+            plugin.unwrap_or_else(|| "none".to_owned())
+        )));
+    }
+    Ok(Some(SlotState { active, pid, lost: wal_status.as_deref() == Some("lost") }))
+}
+
+/// The first run: a new slot, and the table as of its consistent point.
+async fn snapshot(
+    source: &PostgresSource,
+    conn: PgConnection,
+    relation: Relation,
+    key: &[String],
+    names: &CdcNames,
+) -> Result<SourceStream> {
+    let mut repl = ReplicationConn::connect(source.connection()).await?;
+    let created = repl
+        .query(&format!("CREATE_REPLICATION_SLOT {} LOGICAL pgoutput EXPORT_SNAPSHOT", quote_ident(&names.slot)))
+        .await
+        .map_err(|e| e.context(format!("creating replication slot `{}`", names.slot)))?;
+    let row = created.first().ok_or_else(|| Error::internal("CREATE_REPLICATION_SLOT returned no row"))?;
+    let consistent = row.get(1).cloned().flatten().and_then(|t| Lsn::parse(&t));
+    let exported = row.get(2).cloned().flatten();
+    let (Some(consistent), Some(exported)) = (consistent, exported) else {
+        return Err(Error::internal("CREATE_REPLICATION_SLOT returned no consistent point or snapshot"));
+    };
+    info!(slot = %names.slot, %consistent, "created the replication slot; reading the snapshot at its consistent point");
+    // The exported snapshot lives until the slot's connection does something
+    // else: every range adopts it before this returns.
+    let (chunks, warnings) = source.read_ranges(conn, &relation, Vec::new(), Vec::new(), key, Some(&exported)).await?;
+    drop(repl);
+
+    let schema = schema(&relation.columns);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_micros() as i64)
+        .unwrap_or_default();
+    let meta = Meta { lsn: consistent.0 as i64, commit_lsn: consistent.0 as i64, commit_time: Some(now) };
+    let position = Position { watermark: Some(consistent.to_string()), ..Default::default() };
+    let mut marker = ChangeBatcher::new(&relation.columns);
+    marker.push_truncate(meta)?;
+    let first = SourceBatch { batch: marker.finish()?, position: position.clone() };
+    let mut bytes_read = 0u64;
+    let rows = chunks.map(move |chunk: Result<Chunk>| {
+        let chunk = chunk?;
+        bytes_read += chunk.bytes;
+        let batch = with_meta(&chunk.batch, op::READ, meta)?;
+        Ok(SourceBatch { batch, position: Position { bytes_read, ..position.clone() } })
+    });
+    let batches = futures::stream::iter([Ok(first)]).chain(rows).boxed();
+    Ok(SourceStream { schema, batches, warnings, primary_key: Vec::new() })
+}
+
+/// A snapshot batch with the change columns: every row the same operation and position.
+fn with_meta(batch: &RecordBatch, operation: &str, meta: Meta) -> Result<RecordBatch> {
+    let n = batch.num_rows();
+    let mut columns = batch.columns().to_vec();
+    columns.push(Arc::new(StringArray::from(vec![operation; n])) as ArrayRef);
+    columns.push(Arc::new(Int64Array::from(vec![meta.lsn; n])));
+    columns.push(Arc::new(Int64Array::from(vec![meta.commit_lsn; n])));
+    columns.push(Arc::new(TimestampMicrosecondArray::from(vec![meta.commit_time; n]).with_timezone("UTC")));
+    columns.push(Arc::new(ListArray::new_null(Arc::new(Field::new("item", DataType::Utf8, true)), n)));
+    let fields: Vec<_> =
+        batch.schema().fields().iter().map(|f| f.as_ref().clone()).chain(weir_core::changes::fields()).collect();
+    RecordBatch::try_new(Arc::new(arrow::datatypes::Schema::new(fields)), columns)
+        .map_err(|e| Error::internal(format!("adding the change columns to a snapshot batch: {e}")))
+}
+
+/// What the change reader needs to know of the table.
+struct Table {
+    schema: String,
+    name: String,
+    display: String,
+    columns: Vec<crate::types::Column>,
+    /// Each column's type, as the catalog said when the run started.
+    type_oids: HashMap<String, u32>,
+    /// The key columns' indexes: an update that changes them deletes the old row.
+    key: Vec<usize>,
+}
+
+/// A later run: the changes committed between the watermark and the server's
+/// WAL position now.
+async fn changes(
+    source: &PostgresSource,
+    mut conn: PgConnection,
+    relation: Relation,
+    (schema_name, table_name): (String, String),
+    key: Vec<String>,
+    names: &CdcNames,
+    from: Lsn,
+) -> Result<SourceStream> {
+    let type_oids: Vec<(String, i64)> = sqlx::query_as(
+        "SELECT attname::text, atttypid::int8 FROM pg_attribute WHERE attrelid = $1::regclass AND attnum > 0 AND NOT attisdropped",
+    )
+    .bind(&relation.from)
+    .fetch_all(&mut conn)
+    .await
+    .map_err(|e| db_error(e, "reading the table's column types"))?;
+    let until: String = sqlx::query_scalar("SELECT pg_current_wal_lsn()::text")
+        .fetch_one(&mut conn)
+        .await
+        .map_err(|e| db_error(e, "reading the server's WAL position"))?;
+    let until = Lsn::parse(&until).ok_or_else(|| Error::internal("pg_current_wal_lsn() is not an LSN"))?;
+    drop(conn);
+    let table = Table {
+        schema: schema_name,
+        name: table_name,
+        display: relation.display.clone(),
+        key: key.iter().filter_map(|k| relation.columns.iter().position(|c| &c.name == k)).collect(),
+        type_oids: type_oids.into_iter().map(|(n, o)| (n, o as u32)).collect(),
+        columns: relation.columns,
+    };
+    let schema = schema(&table.columns);
+    if until <= from {
+        let position = Position { watermark: Some(from.to_string()), ..Default::default() };
+        let batch = RecordBatch::new_empty(schema.clone());
+        let batches = futures::stream::iter([Ok(SourceBatch { batch, position })]).boxed();
+        return Ok(SourceStream::new(schema, batches));
+    }
+
+    let mut repl = ReplicationConn::connect(source.connection()).await?;
+    repl.start(&names.slot, from, &names.publication).await?;
+    // What an earlier run committed and may not have confirmed.
+    repl.status(from, from).await?;
+    info!(slot = %names.slot, %from, %until, "streaming changes");
+    let (tx, rx) = mpsc::channel(2);
+    let (confirm_tx, confirm_rx) = mpsc::channel(1);
+    *source.holder().0.lock().map_err(|_| Error::internal("the slot holder is poisoned"))? = Some(confirm_tx);
+    let batch_size = source.config().options.batch_size.unwrap_or(50_000).max(1);
+    tokio::spawn(async move {
+        let read = read_changes(&mut repl, &table, from, until, batch_size, &tx).await;
+        let ok = read.is_ok();
+        if let Err(e) = read {
+            let _ = tx.send(Err(e)).await;
+        }
+        drop(tx);
+        if ok {
+            hold(repl, from, confirm_rx).await;
+        }
+    });
+    let batches = futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|b| (b, rx)) }).boxed();
+    Ok(SourceStream::new(schema, batches))
+}
+
+/// Stream from `from` until the server has sent every transaction that
+/// committed before `until`, sending batches of changes to `tx`.
+async fn read_changes(
+    repl: &mut ReplicationConn,
+    table: &Table,
+    from: Lsn,
+    until: Lsn,
+    batch_size: usize,
+    tx: &mpsc::Sender<Result<SourceBatch>>,
+) -> Result<()> {
+    struct Tx {
+        commit_lsn: i64,
+        commit_time: i64,
+        skip: bool,
+    }
+    let mut batcher = ChangeBatcher::new(&table.columns);
+    // Relation id → where each of our columns sits in its tuples; `None`: another table.
+    let mut relations: HashMap<u32, Option<Vec<Option<usize>>>> = HashMap::new();
+    let mut current: Option<Tx> = None;
+    let mut position = Position { watermark: Some(from.to_string()), ..Default::default() };
+    loop {
+        let message = repl.next().await?.ok_or_else(|| Error::transient("the server ended the change stream"))?;
+        let (start, body) = match message {
+            Streamed::Keepalive { end, reply } => {
+                if current.is_none() && end >= until {
+                    break;
+                }
+                if reply {
+                    repl.status(from, from).await?;
+                }
+                continue;
+            }
+            Streamed::Data { start, body, .. } => (start, body),
+        };
+        position.bytes_read += body.len() as u64;
+        let message = pgoutput::decode(body)?;
+        let meta = |tx: &Tx| Meta { lsn: start.0 as i64, commit_lsn: tx.commit_lsn, commit_time: Some(tx.commit_time) };
+        match message {
+            Message::Begin { final_lsn, commit_time, .. } => {
+                if final_lsn >= until {
+                    break;
+                }
+                current = Some(Tx {
+                    commit_lsn: final_lsn.0 as i64,
+                    commit_time: commit_time + EPOCH_MICROS,
+                    skip: final_lsn < from,
+                });
+            }
+            Message::Commit { .. } => current = None,
+            Message::Relation(rel) => {
+                let ours = rel.schema == table.schema && rel.name == table.name;
+                relations.insert(rel.id, ours.then(|| columns_of(table, &rel)).transpose()?);
+            }
+            Message::Insert { relation, new } => {
+                if let (Some(tx), Some(Some(map))) = (&current, relations.get(&relation))
+                    && !tx.skip
+                {
+                    batcher.push(op::INSERT, &values(map, &new), meta(tx))?;
+                }
+            }
+            Message::Update { relation, old, new } => {
+                if let (Some(tx), Some(Some(map))) = (&current, relations.get(&relation))
+                    && !tx.skip
+                {
+                    let new_values = values(map, &new);
+                    if let Some(old) = &old {
+                        let old_values = values(map, old);
+                        // A changed key: the row under the old key is gone.
+                        if table.key.iter().any(|&k| old_values[k] != new_values[k]) {
+                            batcher.push(op::DELETE, &old_values, meta(tx))?;
+                        }
+                    }
+                    batcher.push(op::UPDATE, &new_values, meta(tx))?;
+                }
+            }
+            Message::Delete { relation, old } => {
+                if let (Some(tx), Some(Some(map))) = (&current, relations.get(&relation))
+                    && !tx.skip
+                {
+                    batcher.push(op::DELETE, &values(map, &old), meta(tx))?;
+                }
+            }
+            Message::Truncate { relations: truncated } => {
+                if let Some(tx) = &current
+                    && !tx.skip
+                    && truncated.iter().any(|id| matches!(relations.get(id), Some(Some(_))))
+                {
+                    batcher.push_truncate(meta(tx))?;
+                }
+            }
+            Message::Other => {}
+        }
+        if batcher.rows() >= batch_size || batcher.bytes() >= BATCH_BYTES {
+            let batch = batcher.finish()?;
+            if tx.send(Ok(SourceBatch { batch, position: position.clone() })).await.is_err() {
+                return Ok(());
+            }
+        }
+    }
+    // Everything that committed before `until` is in: that is the new watermark.
+    position.watermark = Some(until.to_string());
+    let batch = batcher.finish()?;
+    let _ = tx.send(Ok(SourceBatch { batch, position })).await;
+    Ok(())
+}
+
+/// Where each of the table's columns sits in a relation's tuples. A column
+/// the run does not know, or one whose type changed, stops the run.
+fn columns_of(table: &Table, rel: &pgoutput::Relation) -> Result<Vec<Option<usize>>> {
+    for column in &rel.columns {
+        match table.type_oids.get(&column.name) {
+            None => {
+                return Err(Error::transient(format!(
+                    "{} gained column `{}` while the changes were read; the next attempt reads it",
+                    table.display, column.name
+                )));
+            }
+            Some(oid) if *oid != column.type_oid => {
+                return Err(Error::user(format!(
+                    "column `{}` of {} changed its type (type OID {} in the change log, {oid} in the catalog); a \
+                     retyped column cannot be applied to the destination's: retype it there too, or take a new \
+                     snapshot (drop the destination table and the pipeline's watermark)",
+                    column.name, table.display, column.type_oid
+                )));
+            }
+            Some(_) => {}
+        }
+    }
+    Ok(table.columns.iter().map(|c| rel.columns.iter().position(|r| r.name == c.name)).collect())
+}
+
+fn values<'a>(map: &[Option<usize>], tuple: &'a [Value]) -> Vec<Option<&'a Value>> {
+    map.iter().map(|i| i.and_then(|i| tuple.get(i))).collect()
+}
+
+/// Keep the walsender answered (it would time out) until the destination has
+/// committed and the run confirms the position, or the source is dropped.
+async fn hold(mut repl: ReplicationConn, from: Lsn, mut confirm: mpsc::Receiver<ConfirmRequest>) {
+    loop {
+        tokio::select! {
+            request = confirm.recv() => {
+                if let Some((lsn, done)) = request {
+                    let _ = done.send(repl.finish(lsn).await);
+                }
+                return;
+            }
+            message = repl.next() => match message {
+                Ok(Some(Streamed::Keepalive { reply: true, .. })) => {
+                    if repl.status(from, from).await.is_err() {
+                        return;
+                    }
+                }
+                Ok(Some(_)) => {}
+                Ok(None) | Err(_) => return,
+            },
+        }
+    }
+}
+
+/// Tell the slot that the destination holds everything before `watermark`.
+pub async fn confirm(source: &PostgresSource, names: &CdcNames, watermark: &str) -> Result<()> {
+    let lsn = Lsn::parse(watermark).ok_or_else(|| Error::internal(format!("`{watermark}` is not an LSN")))?;
+    let held = source.holder().0.lock().ok().and_then(|mut h| h.take());
+    if let Some(held) = held {
+        let (done, answer) = oneshot::channel();
+        if held.send((lsn, done)).await.is_ok()
+            && let Ok(Ok(result)) = tokio::time::timeout(Duration::from_secs(30), answer).await
+        {
+            return result;
+        }
+        warn!(slot = %names.slot, "the held replication connection is gone; confirming on a new one");
+    }
+    let mut repl = ReplicationConn::connect(source.connection()).await?;
+    repl.start(&names.slot, lsn, &names.publication).await?;
+    repl.finish(lsn).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::changes::lsn_text;
+
+    #[test]
+    fn slot_names_derive_from_the_pipeline() {
+        let names = CdcNames::new("Orders-EU 2", None, None).unwrap();
+        assert_eq!(names.slot, "weir_orders_eu_2");
+        assert_eq!(names.publication, "weir_orders_eu_2");
+        assert!(CdcNames::new("x", Some("Bad-Name"), None).unwrap_err().to_string().contains("options.slot"));
+        assert_eq!(lsn_text(0x1_0000_00A0), "1/A0");
+    }
+}
