@@ -42,10 +42,13 @@ pub(crate) struct RunOptions {
     retry_backoff_ms: Option<u64>,
     /// `load_type = 'cdc'`: append every change (the changelog) instead of mirroring the table.
     history: bool,
+    /// `runner stream`: commit this often (`1s`, `500ms`; default 1 s).
+    commit_interval: Option<String>,
 }
 
 impl RunOptions {
-    pub(crate) const KEYS: &'static [&'static str] = &["retries", "retry_backoff_ms", "history"];
+    pub(crate) const KEYS: &'static [&'static str] = &["retries", "retry_backoff_ms", "history", "commit_interval"];
+    const DEFAULT_COMMIT_INTERVAL: Duration = Duration::from_secs(1);
     const DEFAULT_RETRIES: u32 = 2;
     const DEFAULT_BACKOFF_MS: u64 = 1000;
 }
@@ -55,6 +58,17 @@ pub(crate) struct Prepared {
     pub def: PipelineDef,
     pub task: Task,
     options: RunOptions,
+}
+
+impl Prepared {
+    /// How often `runner stream` commits this pipeline (checked in [`Engine::prepare`]).
+    pub(crate) fn commit_interval(&self) -> Duration {
+        self.options
+            .commit_interval
+            .as_deref()
+            .and_then(|t| humantime::parse_duration(t).ok())
+            .unwrap_or(RunOptions::DEFAULT_COMMIT_INTERVAL)
+    }
 }
 
 /// What a pipeline does.
@@ -138,7 +152,7 @@ impl Engine {
         // One runner at a time: claim the pipeline's lease (a read-only run needs none).
         let token = ctx.cancel.child_token();
         if !config.skip_load {
-            match self.meta().claim(row.id, &row.name, ctx.run_id, config.run_date.date(), config.lease).await {
+            match self.meta().claim(row.id, &row.name, ctx.run_id, config.run_date.date(), config.lease, true).await {
                 Ok(Claim::Claimed { took_over }) => {
                     for a in took_over {
                         warn!(
@@ -293,6 +307,14 @@ impl Engine {
                 TaskKind::Transform(transform) => self.transform_task(&def, transform, &mut redactor)?,
             };
             let run_options: RunOptions = options::parse(&def.options, RunOptions::KEYS)?;
+            if let Some(text) = &run_options.commit_interval {
+                if def.load_type != LoadType::Cdc {
+                    return Err(Error::user("options.commit_interval is for load_type `cdc` (runner stream)"));
+                }
+                humantime::parse_duration(text).map_err(|e| {
+                    Error::user(format!("options.commit_interval `{text}` is not a duration like `1s` or `500ms`: {e}"))
+                })?;
+            }
             Ok(Prepared { def, task, options: run_options })
         })();
         match built {
@@ -388,7 +410,13 @@ impl Engine {
     /// run the transform). A cancelled token stops it before the sink commits;
     /// once the sink has committed, the attempt finishes its bookkeeping
     /// whatever happens.
-    async fn attempt(&self, p: &Prepared, ctx: &RunCtx, load_seq: i64, token: &CancellationToken) -> Result<Attempted> {
+    pub(crate) async fn attempt(
+        &self,
+        p: &Prepared,
+        ctx: &RunCtx,
+        load_seq: i64,
+        token: &CancellationToken,
+    ) -> Result<Attempted> {
         let def = &p.def;
         let config = &ctx.config;
         let (source, sink) = match &p.task {
@@ -552,12 +580,12 @@ impl Engine {
 }
 
 /// What a successful attempt committed.
-struct Attempted {
-    outcome: LoadOutcome,
+pub(crate) struct Attempted {
+    pub(crate) outcome: LoadOutcome,
     /// The watermark the attempt started from.
-    watermark_before: Option<String>,
+    pub(crate) watermark_before: Option<String>,
     /// For `audit.details`: what the source counted and warned about, or what the transform did.
-    details: Option<serde_json::Value>,
+    pub(crate) details: Option<serde_json::Value>,
     /// A transform's one-line account of its work; `None` for a load.
     summary: Option<String>,
 }
@@ -572,7 +600,7 @@ fn details(counts: &BTreeMap<&'static str, u64>, warnings: &[String]) -> Option<
     (!details.is_empty()).then_some(serde_json::Value::Object(details))
 }
 
-fn failed_end(e: &Error, message: String) -> AttemptEnd {
+pub(crate) fn failed_end(e: &Error, message: String) -> AttemptEnd {
     AttemptEnd::without_data(Status::Failed, message, Some(e.domain().to_string()))
 }
 

@@ -11,7 +11,8 @@
 //! retried with backoff, each attempt its own audit row. The run heartbeats
 //! its leases; the next runner marks a dead runner's attempts `abandoned`.
 //! At the end, the completion email. `schedule` runs what is due, by
-//! `--every` or by each pipeline's cron, until cancelled.
+//! `--every` or by each pipeline's cron, until cancelled. `stream` keeps
+//! `cdc` pipelines committing their changes every second or so, until cancelled.
 
 mod attempt;
 mod lake;
@@ -19,10 +20,12 @@ mod plan;
 mod registry;
 mod run;
 mod schedule;
+mod stream;
 
 pub use lake::{Dialect, LAKE_URI_VAR, MaintainOutcome};
 pub use registry::Registry;
 pub use run::{Engine, EnvLookup, Observer, RunConfig, RunEvent};
+pub use stream::StreamConfig;
 pub use tokio_util::sync::CancellationToken;
 pub use weir_core::{PipelineReport, RunReport, Status};
 pub use weir_delta::{MaintainOptions, MaintainReport, QueryResult};

@@ -84,6 +84,10 @@ struct Held {
 }
 
 impl RunCtx {
+    pub(crate) fn new(run_id: Uuid, config: RunConfig, cancel: CancellationToken) -> Self {
+        Self { run_id, config, cancel, held: Mutex::default() }
+    }
+
     pub(crate) fn hold(&self, pipeline_id: i64, token: CancellationToken) {
         if let Ok(mut held) = self.held.lock() {
             held.insert(pipeline_id, Arc::new(Held { token, lost: AtomicBool::new(false) }));
@@ -223,12 +227,7 @@ impl Engine {
                 );
             }
             info!(pipelines = nodes.len(), concurrency, skip_load = config.skip_load, "run started");
-            let ctx = Arc::new(RunCtx {
-                run_id,
-                config: RunConfig { concurrency, ..config.clone() },
-                cancel,
-                held: Mutex::default(),
-            });
+            let ctx = Arc::new(RunCtx::new(run_id, RunConfig { concurrency, ..config.clone() }, cancel));
             let heartbeat = tokio::spawn(heartbeat(self.meta.clone(), ctx.clone()));
             let pipelines = self.dispatch(&nodes, &ctx).await;
             heartbeat.abort();
@@ -489,7 +488,7 @@ fn select(all: &[ControllerRow], names: &[String]) -> Result<Vec<ControllerRow>>
 /// Every third of a lease: prove the run alive and renew its leases. A lease
 /// that did not renew (another runner took it over), or a database that stayed
 /// unreachable for a whole lease, stops the pipelines concerned before they commit.
-async fn heartbeat(meta: MetaStore, ctx: Arc<RunCtx>) {
+pub(crate) async fn heartbeat(meta: MetaStore, ctx: Arc<RunCtx>) {
     let every = ctx.config.lease / 3;
     let mut last_ok = Instant::now();
     loop {

@@ -168,6 +168,7 @@ impl MetaStore {
         run_id: Uuid,
         run_date: NaiveDate,
         lease: Duration,
+        once_per_date: bool,
     ) -> Result<Claim> {
         let host = hostname();
         let inserted = sqlx::query(
@@ -230,6 +231,9 @@ impl MetaStore {
             took_over = rows.iter().map(abandoned).collect::<Result<_>>()?;
         }
 
+        if !once_per_date {
+            return Ok(Claim::Claimed { took_over });
+        }
         // Holding the lease, look for a load by a run that overlapped this one:
         // its audit row was written before it released the lease, so it shows.
         let done: Option<DoneElsewhere> = sqlx::query_as(
@@ -255,6 +259,32 @@ impl MetaStore {
             }
             None => Ok(Claim::Claimed { took_over }),
         }
+    }
+
+    /// A long-lived attempt's progress (a stream session): rows, bytes and
+    /// position so far, and a heartbeat.
+    pub async fn progress_attempt(
+        &self,
+        audit_id: i64,
+        records_read: i64,
+        records_processed: i64,
+        bytes_read: i64,
+        watermark_after: Option<&str>,
+    ) -> Result<()> {
+        sqlx::query(
+            "UPDATE audit SET heartbeat_at = now(), records_read = $2, records_processed = $3, bytes_read = $4,
+                    watermark_after = $5
+             WHERE audit_id = $1",
+        )
+        .bind(audit_id)
+        .bind(records_read)
+        .bind(records_processed)
+        .bind(bytes_read)
+        .bind(watermark_after)
+        .execute(self.db())
+        .await
+        .map_err(|e| db_error(e, "recording the stream's progress"))?;
+        Ok(())
     }
 
     /// Give a pipeline's lease back.

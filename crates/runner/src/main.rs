@@ -16,7 +16,7 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use tracing::warn;
 use weir_core::{ConnectionUrl, Redactor, RunDate};
-use weir_engine::{CancellationToken, Dialect, Engine, MaintainOptions, Notifier, Registry, RunConfig};
+use weir_engine::{CancellationToken, Dialect, Engine, MaintainOptions, Notifier, Registry, RunConfig, StreamConfig};
 use weir_meta::MetaStore;
 
 use crate::output::Format;
@@ -62,6 +62,8 @@ enum Command {
     Run(RunArgs),
     /// Run every active pipeline now and then at each interval, until SIGTERM or Ctrl-C.
     Schedule(ScheduleArgs),
+    /// Keep the `cdc` pipelines (or those named) applying their changes, until SIGTERM or Ctrl-C.
+    Stream(StreamArgs),
     /// Show the run history from the audit table.
     Audit(AuditArgs),
     /// List the pipelines of the controller table.
@@ -143,6 +145,16 @@ struct ScheduleArgs {
     every: Option<Duration>,
     #[command(flatten)]
     opts: RunOpts,
+}
+
+#[derive(Args, Debug)]
+struct StreamArgs {
+    /// Stream only this pipeline (repeatable); inactive pipelines stream when named.
+    #[arg(long = "pipeline", short = 'p')]
+    pipelines: Vec<String>,
+    /// Seconds without a heartbeat after which another runner takes a pipeline over.
+    #[arg(long, env = "WEIR_LEASE_SECONDS", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..))]
+    lease_seconds: u64,
 }
 
 #[derive(Args, Debug, Clone, Default)]
@@ -318,6 +330,7 @@ async fn run(cli: Cli, progress: Progress) -> ExitCode {
         Command::Init => init(&meta).await,
         Command::Run(args) => return run_pipelines(meta, url, args, progress, &redactor).await,
         Command::Schedule(args) => return schedule(meta, url, args, progress, &redactor).await,
+        Command::Stream(args) => return stream(meta, url, args, &redactor).await,
         Command::Audit(args) => match meta.audit_history(args.pipeline.as_deref(), args.last.max(1)).await {
             Ok(rows) => output::audit(&rows, args.format),
             Err(e) => Err(e.to_string()),
@@ -450,6 +463,48 @@ async fn schedule(
         })
         .await;
     if clean { ExitCode::SUCCESS } else { ExitCode::from(1) }
+}
+
+/// `runner stream`: see [`Engine::stream`]. SIGTERM or Ctrl-C commits what
+/// each pipeline has and exits 0; a pipeline whose stream failed makes it 1.
+async fn stream(meta: MetaStore, url: ConnectionUrl, args: StreamArgs, redactor: &Redactor) -> ExitCode {
+    let config = StreamConfig { pipelines: args.pipelines, lease: Duration::from_secs(args.lease_seconds) };
+    let cancel = CancellationToken::new();
+    let token = cancel.clone();
+    tokio::spawn(async move {
+        #[cfg(unix)]
+        let terminate = async {
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(mut term) => term.recv().await,
+                Err(_) => std::future::pending().await,
+            }
+        };
+        #[cfg(not(unix))]
+        let terminate = std::future::pending::<Option<()>>();
+        let signal = tokio::select! {
+            _ = tokio::signal::ctrl_c() => "SIGINT",
+            _ = terminate => "SIGTERM",
+        };
+        warn!(signal, "stopping: each pipeline commits what it has read, then the stream ends");
+        token.cancel();
+    });
+    let reports = match engine(meta, url).stream(&config, cancel).await {
+        Ok(r) => r,
+        Err(e) => return usage_error(e.message(), redactor),
+    };
+    for r in &reports {
+        match &r.error {
+            None => println!(
+                "{}: {} rows read, {} written, at {}",
+                r.name,
+                r.records_read,
+                r.records_written,
+                r.watermark.as_deref().unwrap_or("-")
+            ),
+            Some(e) => println!("{}: FAILED: {e}", r.name),
+        }
+    }
+    if reports.iter().all(|r| r.succeeded()) { ExitCode::SUCCESS } else { ExitCode::from(1) }
 }
 
 async fn check(meta: MetaStore, url: ConnectionUrl, pipelines: &[String], redactor: &Redactor) -> ExitCode {

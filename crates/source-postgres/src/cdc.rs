@@ -388,9 +388,12 @@ async fn changes(
     let (tx, rx) = mpsc::channel(2);
     let (confirm_tx, confirm_rx) = mpsc::channel(1);
     *source.holder().0.lock().map_err(|_| Error::internal("the slot holder is poisoned"))? = Some(confirm_tx);
-    let batch_size = source.config().options.batch_size.unwrap_or(50_000).max(1);
+    let limits = Limits {
+        batch_size: source.config().options.batch_size.unwrap_or(50_000).max(1),
+        commit_rows: source.config().options.commit_rows.unwrap_or(u64::MAX).max(1),
+    };
     tokio::spawn(async move {
-        let read = read_changes(&mut repl, &table, from, until, batch_size, &tx).await;
+        let read = read_changes(&mut repl, &table, from, until, limits, &tx).await;
         let ok = read.is_ok();
         if let Err(e) = read {
             let _ = tx.send(Err(e)).await;
@@ -404,16 +407,27 @@ async fn changes(
     Ok(SourceStream::new(schema, batches))
 }
 
+/// How much one read takes.
+#[derive(Debug, Clone, Copy)]
+struct Limits {
+    /// Rows per batch.
+    batch_size: usize,
+    /// Stop at the first commit past this many changes.
+    commit_rows: u64,
+}
+
 /// Stream from `from` until the server has sent every transaction that
-/// committed before `until`, sending batches of changes to `tx`.
+/// committed before `until` (or `commit_rows` changes, to a commit), sending
+/// batches of changes to `tx`.
 async fn read_changes(
     repl: &mut ReplicationConn,
     table: &Table,
     from: Lsn,
-    until: Lsn,
-    batch_size: usize,
+    mut until: Lsn,
+    limits: Limits,
     tx: &mpsc::Sender<Result<SourceBatch>>,
 ) -> Result<()> {
+    let batch_size = limits.batch_size;
     struct Tx {
         commit_lsn: i64,
         commit_time: i64,
@@ -423,6 +437,7 @@ async fn read_changes(
     // Relation id → where each of our columns sits in its tuples; `None`: another table.
     let mut relations: HashMap<u32, Option<Vec<Option<usize>>>> = HashMap::new();
     let mut current: Option<Tx> = None;
+    let mut changes_sent = 0u64;
     let mut position = Position { watermark: Some(from.to_string()), ..Default::default() };
     loop {
         let message = repl.next().await?.ok_or_else(|| Error::transient("the server ended the change stream"))?;
@@ -452,7 +467,14 @@ async fn read_changes(
                     skip: final_lsn < from,
                 });
             }
-            Message::Commit { .. } => current = None,
+            Message::Commit { end_lsn, .. } => {
+                current = None;
+                // Enough for one commit: the next starts after this transaction.
+                if changes_sent + batcher.rows() as u64 >= limits.commit_rows {
+                    until = end_lsn;
+                    break;
+                }
+            }
             Message::Relation(rel) => {
                 let ours = rel.schema == table.schema && rel.name == table.name;
                 relations.insert(rel.id, ours.then(|| columns_of(table, &rel)).transpose()?);
@@ -497,6 +519,7 @@ async fn read_changes(
             Message::Other => {}
         }
         if batcher.rows() >= batch_size || batcher.bytes() >= BATCH_BYTES {
+            changes_sent += batcher.rows() as u64;
             let batch = batcher.finish()?;
             if tx.send(Ok(SourceBatch { batch, position: position.clone() })).await.is_err() {
                 return Ok(());

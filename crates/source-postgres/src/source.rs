@@ -44,11 +44,22 @@ pub struct PostgresOptions {
     pub publication: Option<String>,
     /// `cdc`: what to do when the slot is gone: `fail` (default) or `resnapshot`.
     pub on_slot_lost: Option<OnSlotLost>,
+    /// `cdc`: end a commit early, at the first transaction boundary past this many changes.
+    pub commit_rows: Option<u64>,
 }
 
 impl PostgresOptions {
-    pub const KEYS: &'static [&'static str] =
-        &["query", "batch_size", "parallelism", "lag", "date_column", "slot", "publication", "on_slot_lost"];
+    pub const KEYS: &'static [&'static str] = &[
+        "query",
+        "batch_size",
+        "parallelism",
+        "lag",
+        "date_column",
+        "slot",
+        "publication",
+        "on_slot_lost",
+        "commit_rows",
+    ];
     const DEFAULT_BATCH_SIZE: usize = 50_000;
 }
 

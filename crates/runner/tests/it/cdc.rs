@@ -267,3 +267,71 @@ async fn capture_faults_name_their_cause_and_the_run_goes_on() {
     let _ = (nokey, norepl);
     sql(&src, &format!("DROP OWNED BY {role}; DROP ROLE {role}")).await;
 }
+
+/// `sql` until it answers true; errors (a table not there yet) count as false.
+async fn eventually(pool: &PgPool, sql: &str, secs: u64) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    loop {
+        let ok: Option<bool> = sqlx::query_scalar(sqlx::AssertSqlSafe(sql.to_owned())).fetch_one(pool).await.ok();
+        if ok == Some(true) {
+            return;
+        }
+        assert!(std::time::Instant::now() < deadline, "not within {secs} s: {sql}");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn runner_stream_applies_changes_as_they_come_resumes_after_cut_connections_and_stops_on_sigterm() {
+    let mut h = Harness::new("cdc_stream").await;
+    let src = source(&mut h, "cdc_stream_src", ITEMS).await;
+    // The source through a proxy that can cut its connections.
+    let url = url::Url::parse(&weir_testkit::pg::server_url()).expect("url");
+    let upstream = format!("{}:{}", url.host_str().unwrap_or("127.0.0.1"), url.port().unwrap_or(5432));
+    let proxy = weir_testkit::proxy::TcpProxy::start(upstream.parse().expect("address")).await.expect("proxy");
+    let db: String = sqlx::query_scalar("SELECT current_database()").fetch_one(&src).await.expect("db");
+    h.set_env("WEIR_CONN_SRC", &format!("postgres://postgres@127.0.0.1:{}/{db}", proxy.port()));
+    h.set_env("WEIR_LEASE_SECONDS", "3");
+    let slot = cdc_pipeline(&h, "cdc_stream_items", "public.items", r#""commit_interval": "200ms""#).await;
+
+    let first = h.spawn(&["stream"]);
+    eventually(&h.pool, "SELECT count(*) = 50 FROM bronze.cdc_stream_items", 30).await;
+    sql(&src, "INSERT INTO items VALUES (51, 'live', NULL, 1, NULL, NULL); DELETE FROM items WHERE id = 1").await;
+    eventually(
+        &h.pool,
+        "SELECT count(*) = 50 AND bool_or(id = 51) AND NOT bool_or(id = 1) FROM bronze.cdc_stream_items",
+        10,
+    )
+    .await;
+
+    // Cut the next connections mid-read: the stream retries from the committed position.
+    proxy.cut_after(300, 3);
+    sql(&src, "UPDATE items SET name = 'after the cuts' WHERE id BETWEEN 10 AND 20; DELETE FROM items WHERE id = 2")
+        .await;
+    eventually(&h.pool, "SELECT count(*) = 11 FROM bronze.cdc_stream_items WHERE name = 'after the cuts'", 60).await;
+    assert!(proxy.cuts() > 0, "the proxy cut connections");
+
+    // A second runner waits for the first's lease, and takes over when it stops.
+    let second = h.spawn(&["stream", "--pipeline", "cdc_stream_items"]);
+    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    crate::harness::signal(&first, "-TERM");
+    let stopped = crate::harness::finish(first).await;
+    assert_eq!(stopped.code, 0, "{}", stopped.all());
+    sql(&src, "INSERT INTO items VALUES (52, 'to the second runner', NULL, 1, NULL, NULL)").await;
+    eventually(&h.pool, "SELECT bool_or(id = 52) FROM bronze.cdc_stream_items", 30).await;
+    crate::harness::signal(&second, "-TERM");
+    let stopped = crate::harness::finish(second).await;
+    assert_eq!(stopped.code, 0, "{}", stopped.all());
+    assert!(stopped.stderr.contains("another runner holds this pipeline"), "{}", stopped.stderr);
+
+    assert_mirrors(&src, &h, "items", "bronze.cdc_stream_items").await;
+    // One audit row per session, kept up to date, each ending in success.
+    let audits = h.audits("cdc_stream_items").await;
+    assert_eq!(audits.len(), 2, "{audits:?}");
+    for a in &audits {
+        assert_eq!(a.status, "success", "{a:?}");
+        assert!(a.watermark_after.is_some(), "{a:?}");
+    }
+    assert!(audits[0].records_read.unwrap_or(0) >= 51 + 2, "{:?}", audits[0]);
+    drop_slot(&src, &slot).await;
+}
