@@ -9,6 +9,7 @@ bin=$CARGO_TARGET_DIR/$profile
 
 # Build the binaries (runner, weir-gen) the benchmarks run.
 build_release() {
+  [[ -n ${WEIR_BENCH_NO_BUILD:-} ]] && return 0 # WEIR_BENCH_NO_BUILD=1: run the binary already built
   if [[ $profile == debug ]]; then
     cargo build --quiet --locked -p weir-runner -p weir-testkit
   else

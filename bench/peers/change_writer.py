@@ -6,7 +6,7 @@ committed, so a consumer's lag (source commit -> seen/visible downstream) can be
     # once, BEFORE the slot exists (else the seed rows are captured too):
     bench/peers/change_writer.py URL TABLE --setup 10000
     # the run the consumers measure:
-    bench/peers/change_writer.py URL TABLE N [--rate R] [--txn-size 100] [--log FILE] [--seed S]
+    bench/peers/change_writer.py URL TABLE N [--rate R] [--txn-size 100] [--log FILE [--log-lsn]] [--seed S]
 
   e.g. bench/peers/change_writer.py postgres://postgres@127.0.0.1:5432/weir_peer_cdc public.bench_cdc \
            1000000 --rate 10000 --log /tmp/writer.csv
@@ -42,6 +42,11 @@ The table (created by --setup; --setup drops it first, then inserts ROWS seed ro
 Outputs:
   --log FILE (CSV, header `marker,commit_us,changes,inserts,updates,deletes`): one line per
     transaction; commit_us = client clock (Unix epoch, microseconds) right after COMMIT returned.
+    --log-lsn adds a column `lsn`: pg_current_wal_insert_lsn() read as the transaction's last
+    statement before COMMIT (one more round trip per transaction), a lower bound of its commit
+    record's LSN that only the COMMIT round trip separates from it. A consumer that confirms
+    positions (Weir's watermark: "every transaction whose commit record is before it") had the
+    transaction at its first position > lsn (bench/cdc_stream.sh uses it for Weir's lag).
     A consumer that notes, per marker, when it had the transaction (epoch µs, same machine clock)
     gets lag = seen_us - commit_us; bench/peers/lag_stats.py does the join and the percentiles.
     (A streaming consumer can see a commit a few µs *before* the client gets COMMIT's reply:
@@ -116,6 +121,8 @@ def main():
     ap.add_argument("--txn-size", type=int, default=100)
     ap.add_argument("--log", help="CSV of marker,commit_us,... per transaction")
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--log-lsn", action="store_true",
+                    help="add column lsn to --log: pg_current_wal_insert_lsn() just before each COMMIT")
     ap.add_argument("--per-row", action="store_true",
                     help="one statement per change, interleaved at random (default: one multi-row statement per kind)")
     ap.add_argument("--setup", type=int, metavar="ROWS", help="drop/create TABLE with ROWS seed rows, then exit")
@@ -177,7 +184,7 @@ def main():
 
     log = open(a.log, "w") if a.log else None
     if log:
-        log.write("marker,commit_us,changes,inserts,updates,deletes\n")
+        log.write("marker,commit_us,changes,inserts,updates,deletes" + (",lsn" if a.log_lsn else "") + "\n")
     cur = conn.cursor()
     done = txns = 0
     t0 = time.monotonic()
@@ -235,9 +242,12 @@ def main():
                                 pos[next_id + j] = len(live) - 1
                             next_id += k
                             counts["i"] = k
+                if a.log_lsn:  # the last statement: only the COMMIT's own WAL comes after it
+                    lsn = cur.execute("SELECT pg_current_wal_insert_lsn()::text").fetchone()[0]
         commit_us = time.time_ns() // 1000
         if log:
-            log.write(f"{marker},{commit_us},{size},{counts['i']},{counts['u']},{counts['d']}\n")
+            log.write(f"{marker},{commit_us},{size},{counts['i']},{counts['u']},{counts['d']}"
+                      + (f",{lsn}" if a.log_lsn else "") + "\n")
         done += size
         txns += 1
         marker += 1

@@ -27,8 +27,8 @@ pub use ident::{Ident, quote_ident};
 pub use pipeline::{ControllerRow, LoadType, PipelineDef};
 pub use report::{PipelineReport, RunReport, Status};
 pub use traits::{
-    BatchStream, DefaultConnection, LoadOutcome, LoadRequest, Position, ReadRequest, Sink, SinkContext, SinkFactory,
-    SinkRegistration, Source, SourceBatch, SourceContext, SourceFactory, SourceRegistration, SourceStream, TableEntry,
-    Transform, TransformContext, TransformFactory, TransformOutcome, TransformRegistration, TransformRequest,
-    WatermarkFilter,
+    BatchStream, CaptureStatus, DefaultConnection, LoadOutcome, LoadRequest, Position, ReadRequest, Sink, SinkContext,
+    SinkFactory, SinkRegistration, Source, SourceBatch, SourceContext, SourceFactory, SourceRegistration, SourceStream,
+    TableEntry, Transform, TransformContext, TransformFactory, TransformOutcome, TransformRegistration,
+    TransformRequest, WatermarkFilter,
 };

@@ -182,6 +182,62 @@ pub trait Source: Send + Sync {
         let _ = watermark;
         Ok(())
     }
+    /// Where a change-capturing source's log stands (its replication slot);
+    /// `None` for a source that keeps nothing on the server.
+    async fn capture_status(&self) -> Result<Option<CaptureStatus>> {
+        Ok(None)
+    }
+    /// Give back what the source keeps on the server for this pipeline (its
+    /// replication slot). Returns what was dropped.
+    async fn drop_capture(&self) -> Result<Option<String>> {
+        Ok(None)
+    }
+}
+
+/// A replication slot as the server reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CaptureStatus {
+    pub slot: String,
+    /// The slot does not exist (yet: before the first run; or any more).
+    pub missing: bool,
+    /// A connection reads it now.
+    pub active: bool,
+    /// Invalidated by the server (`wal_status = lost`): its changes are gone.
+    pub lost: bool,
+    /// WAL the server keeps for the slot, in bytes.
+    pub retained_bytes: i64,
+    /// How far the slot's confirmed position is behind the server's, in bytes.
+    pub behind_bytes: i64,
+    /// The position the destination confirmed.
+    pub confirmed: Option<String>,
+    /// Past this much retained WAL, `runner check` warns.
+    pub warn_bytes: i64,
+}
+
+impl CaptureStatus {
+    /// One line for `runner check` and `runner slots`.
+    pub fn describe(&self) -> String {
+        let mb = |b: i64| format!("{:.1} MB", b as f64 / 1_048_576.0);
+        if self.missing {
+            return format!("slot {}: not created yet (the first run creates it)", self.slot);
+        }
+        if self.lost {
+            return format!("slot {}: LOST (invalidated by the server); its changes are gone", self.slot);
+        }
+        format!(
+            "slot {}: {}, retains {} of WAL, {} behind (confirmed {})",
+            self.slot,
+            if self.active { "active" } else { "idle" },
+            mb(self.retained_bytes),
+            mb(self.behind_bytes),
+            self.confirmed.as_deref().unwrap_or("-")
+        )
+    }
+
+    /// A slot that fills the server's disk, or is gone: someone should look.
+    pub fn needs_attention(&self) -> bool {
+        self.lost || self.retained_bytes > self.warn_bytes
+    }
 }
 
 #[async_trait::async_trait]

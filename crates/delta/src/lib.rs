@@ -28,6 +28,6 @@ pub const REGISTRATION: SinkRegistration = SinkRegistration {
     name: "delta",
     option_keys: sink::OPTION_KEYS,
     default_connection: DefaultConnection::Lake,
-    applies_changes: false,
+    applies_changes: true,
     build: DeltaSink::build,
 };

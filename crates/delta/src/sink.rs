@@ -21,10 +21,16 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
+use arrow::array::RecordBatch;
+use arrow::datatypes::{DataType, Field, Schema};
 use datafusion::catalog::streaming::StreamingTable;
 use datafusion::common::Column;
-use datafusion::functions_window::expr_fn::row_number;
-use datafusion::logical_expr::{ExprFunctionExt, SortExpr};
+use datafusion::common::ScalarValue;
+use datafusion::functions::core::expr_fn::{coalesce, get_field, named_struct};
+use datafusion::functions_nested::expr_fn::array_has;
+use datafusion::functions_window::expr_fn::{first_value, row_number};
+use datafusion::logical_expr::expr::NullTreatment;
+use datafusion::logical_expr::{ExprFunctionExt, SortExpr, WindowFrame, WindowFrameBound, WindowFrameUnits, not, when};
 use datafusion::physical_plan::streaming::PartitionStream;
 use datafusion::prelude::{DataFrame, Expr, SessionContext, col, lit};
 use deltalake::DeltaTable;
@@ -39,6 +45,7 @@ use object_store::ObjectStoreExt;
 use object_store::path::Path;
 use serde::{Deserialize, Serialize};
 use tracing::info;
+use weir_core::changes;
 use weir_core::{
     Error, LoadOutcome, LoadRequest, LoadType, Position, Result, Sink, SinkContext, SourceStream, TableEntry,
 };
@@ -350,15 +357,24 @@ impl Sink for DeltaSink {
         }
 
         let run_date = request.replace_date.map(|d| (d.date() - chrono::NaiveDate::default()).num_days() as i32);
-        let source_schema = match run_date {
-            Some(_) => with_field(&input.schema, run_date_field()),
-            None => input.schema.as_ref().clone(),
+        // A change stream mirrored: the table holds the source's columns; the
+        // change columns steer the MERGE.
+        let mirror = request.load_type == LoadType::Cdc && !request.history;
+        let (input, truncate_first) = match mirror {
+            true => guard_truncates(input).await,
+            false => (input, false),
+        };
+        let source_schema = match (run_date, mirror) {
+            (Some(_), _) => with_field(&input.schema, run_date_field()),
+            (None, true) => without_change_columns(&input.schema),
+            (None, false) => input.schema.as_ref().clone(),
         };
         let existing = table.snapshot().ok().map(|s| s.snapshot().arrow_schema());
         let plan = WritePlan::new(existing.as_deref(), &source_schema)?;
         self.check_partitioning(&table, &plan)?;
         let configuration = self.column_mapping(&table, &plan)?;
-        let upsert = request.load_type == LoadType::Incremental && !request.primary_key.is_empty();
+        let upsert =
+            matches!(request.load_type, LoadType::Incremental | LoadType::Cdc) && !request.primary_key.is_empty();
         for key in &request.primary_key {
             if plan.schema.field_with_name(key.as_str()).is_err() {
                 return Err(Error::user(format!("primary_key column `{key}` is not in the data")));
@@ -373,7 +389,11 @@ impl Sink for DeltaSink {
             ..Default::default()
         }));
         let on_end = marker_writer(&table, request);
-        let source = OnceStream::new(input, plan.schema.clone(), run_date, progress.clone(), on_end, upsert);
+        let stream_schema = match mirror {
+            true => Arc::new(with_change_columns(&plan.schema)),
+            false => plan.schema.clone(),
+        };
+        let source = OnceStream::new(input, stream_schema, run_date, progress.clone(), on_end, upsert);
         let provider = StreamingTable::try_new(source.schema().clone(), vec![Arc::new(source)])
             .map_err(|e| Error::internal(format!("preparing the Delta write: {e}")))?;
         let ctx = session(upsert)?;
@@ -383,7 +403,9 @@ impl Sink for DeltaSink {
         let schema_mode = (!plan.new_columns.is_empty() && existing.is_some()).then_some(SchemaMode::Merge);
         let what = format!("writing the Delta table at {}", self.location.display());
 
-        let result = if upsert {
+        let result = if mirror {
+            self.mirror(table, &ctx, df, &plan, request, truncate_first, (commit, configuration)).await
+        } else if upsert {
             self.merge(table, &ctx, df, &plan, request, (commit, configuration)).await
         } else {
             let mut write = table
@@ -520,6 +542,230 @@ impl DeltaSink {
             .await
             .map_err(|e| delta_error(e, &what))?;
         let written = metrics.num_target_rows_inserted + metrics.num_target_rows_updated;
+        Ok((table, written as u64))
+    }
+}
+
+/// The stream with its first batch looked at: does it start with a truncate?
+/// A truncate anywhere else fails the load (a MERGE is planned before it
+/// reads), naming what to do; the source starts a new read at each truncate
+/// transaction, so this is a transaction that changed the table and then truncated it.
+async fn guard_truncates(mut input: SourceStream) -> (SourceStream, bool) {
+    let is_truncate = |b: &RecordBatch, i: usize| {
+        b.column_by_name(changes::OP)
+            .and_then(|c| c.as_any().downcast_ref::<arrow::array::StringArray>().map(|a| a.value(i) == "t"))
+            .unwrap_or(false)
+    };
+    // Fused: the head may have read it to its end.
+    let mut batches = std::mem::replace(&mut input.batches, futures::stream::empty().boxed()).fuse();
+    let mut first = None;
+    while let Some(item) = batches.next().await {
+        match item {
+            Ok(b) if b.batch.num_rows() == 0 => first.get_or_insert_with(Vec::new).push(Ok(b)),
+            other => {
+                first.get_or_insert_with(Vec::new).push(other);
+                break;
+            }
+        }
+    }
+    let head = first.unwrap_or_default();
+    let truncate_first = matches!(head.last(), Some(Ok(b)) if b.batch.num_rows() > 0 && is_truncate(&b.batch, 0));
+    let mut row = 0usize;
+    input.batches = futures::stream::iter(head)
+        .chain(batches)
+        .map(move |item| {
+            let b = item?;
+            for i in 0..b.batch.num_rows() {
+                if row + i > 0 && is_truncate(&b.batch, i) {
+                    return Err(Error::user(
+                        "a transaction changed the table and then truncated it; a Delta mirror applies a truncate \
+                         only at the start of a load. Take a new snapshot (drop the Delta table and the pipeline's \
+                         watermark), or capture into PostgreSQL or with options.history = true",
+                    ));
+                }
+            }
+            row += b.batch.num_rows();
+            Ok(b)
+        })
+        .boxed();
+    (input, truncate_first)
+}
+
+fn without_change_columns(schema: &Schema) -> Schema {
+    Schema::new(schema.fields().iter().filter(|f| !changes::is_meta(f.name())).cloned().collect::<Vec<_>>())
+}
+
+fn with_change_columns(schema: &Schema) -> Schema {
+    let mut fields: Vec<_> = schema.fields().iter().map(|f| f.as_ref().clone()).collect();
+    fields.extend(changes::fields());
+    Schema::new(fields)
+}
+
+/// Types PostgreSQL may store out of line (TOAST), whose unchanged values an update does not send.
+fn may_be_unsent(data_type: &DataType) -> bool {
+    matches!(
+        data_type,
+        DataType::Utf8
+            | DataType::LargeUtf8
+            | DataType::Utf8View
+            | DataType::Binary
+            | DataType::LargeBinary
+            | DataType::BinaryView
+            | DataType::List(_)
+            | DataType::LargeList(_)
+    )
+}
+
+impl DeltaSink {
+    /// Apply a change stream to the table with one MERGE: after a leading
+    /// truncate (the snapshot's marker) every row the stream does not have is
+    /// deleted; the last change of each key wins: a delete deletes, an insert
+    /// or update writes the row, except the values the update did not send
+    /// (unchanged TOAST), which come from the key's latest change in this load
+    /// that sent them, else stay as the table has them.
+    #[allow(clippy::too_many_arguments)]
+    async fn mirror(
+        &self,
+        table: DeltaTable,
+        ctx: &SessionContext,
+        source: DataFrame,
+        plan: &WritePlan,
+        request: &LoadRequest,
+        truncate_first: bool,
+        (commit, configuration): (CommitProperties, Vec<(String, Option<String>)>),
+    ) -> Result<(DeltaTable, u64)> {
+        let what = format!("applying changes to the Delta table at {}", self.location.display());
+        let df_error = |e: datafusion::error::DataFusionError| Error::internal(format!("{what}: {e}"));
+        let name = |n: &str| Expr::Column(Column::from_name(n));
+        let key_names: Vec<&str> = request.primary_key.iter().map(|k| k.as_str()).collect();
+        let keys: Vec<Expr> = key_names.iter().map(|k| name(k)).collect();
+        let present: Vec<&Field> = plan
+            .schema
+            .fields()
+            .iter()
+            .map(|f| f.as_ref())
+            .filter(|f| !plan.missing_columns.iter().any(|m| m == f.name()))
+            .collect();
+        let unsent: Vec<&str> = present
+            .iter()
+            .filter(|f| !key_names.contains(&f.name().as_str()) && may_be_unsent(f.data_type()))
+            .map(|f| f.name().as_str())
+            .collect();
+
+        let mut windows = vec![
+            row_number()
+                .partition_by(keys.clone())
+                .order_by(vec![col(SEQ_COLUMN).sort(false, true)])
+                .build()
+                .map_err(df_error)?
+                .alias("_weir_rn"),
+        ];
+        for (i, column) in unsent.iter().enumerate() {
+            let sent = not(coalesce(vec![array_has(name(changes::UNCHANGED), lit(*column)), lit(false)]));
+            let value = when(sent, named_struct(vec![lit("v"), name(column)])).end().map_err(df_error)?;
+            // Newest first (as the row number counts, so one sort serves both):
+            // from a row to the key's oldest, the first value that was sent.
+            let frame = WindowFrame::new_bounds(
+                WindowFrameUnits::Rows,
+                WindowFrameBound::CurrentRow,
+                WindowFrameBound::Following(ScalarValue::UInt64(None)),
+            );
+            windows.push(
+                first_value(value)
+                    .partition_by(keys.clone())
+                    .order_by(vec![col(SEQ_COLUMN).sort(false, true)])
+                    .window_frame(frame)
+                    .null_treatment(NullTreatment::IgnoreNulls)
+                    .build()
+                    .map_err(df_error)?
+                    .alias(format!("_weir_v{i}")),
+            );
+        }
+        let mut select: Vec<Expr> = vec![name(changes::OP)];
+        for f in &present {
+            match unsent.iter().position(|u| *u == f.name()) {
+                Some(i) => {
+                    let v = col(format!("_weir_v{i}"));
+                    select.push(get_field(v.clone(), "v").alias(f.name()));
+                    select.push(v.is_null().alias(format!("_weir_keep{i}")));
+                }
+                None => select.push(name(f.name())),
+            }
+        }
+        let latest = source
+            .filter(name(changes::OP).not_eq(lit(changes::op::TRUNCATE)))
+            .and_then(|df| df.window(windows))
+            .and_then(|df| df.filter(col("_weir_rn").eq(lit(1u64))))
+            .and_then(|df| df.select(select))
+            .map_err(df_error)?;
+
+        if table.version().is_none() {
+            let rows: Vec<Expr> = present.iter().map(|f| name(f.name())).collect();
+            let written = table
+                .write(Vec::new())
+                .with_input_plan(
+                    latest
+                        .filter(name(changes::OP).not_eq(lit(changes::op::DELETE)))
+                        .and_then(|df| df.select(rows))
+                        .map_err(df_error)?
+                        .into_unoptimized_plan(),
+                )
+                .with_partition_columns(self.partition_by.clone())
+                .with_configuration(configuration)
+                .with_commit_properties(commit)
+                .with_save_mode(SaveMode::Append)
+                .await
+                .map_err(|e| delta_error(e, &what))?;
+            let rows = added_rows(&written).await;
+            return Ok((written, rows));
+        }
+
+        let side = |alias: &str, n: &str| Expr::Column(Column::new(Some(alias), n));
+        let on = key_names
+            .iter()
+            .map(|k| side("t", k).eq(side("s", k)))
+            .reduce(Expr::and)
+            .ok_or_else(|| Error::internal("a merge without keys"))?;
+        let is_delete = side("s", changes::OP).eq(lit(changes::op::DELETE));
+        let mut merge = table
+            .merge(latest, on)
+            .with_source_alias("s")
+            .with_target_alias("t")
+            .with_session_state(Arc::new(ctx.state()))
+            .with_streaming(true)
+            .with_merge_schema(!plan.new_columns.is_empty())
+            .with_commit_properties(commit)
+            .when_matched_delete(|delete| delete.predicate(is_delete.clone()))
+            .and_then(|m| {
+                m.when_matched_update(|mut update| {
+                    for f in present.iter().filter(|f| !key_names.contains(&f.name().as_str())) {
+                        let value = match unsent.iter().position(|u| *u == f.name()) {
+                            Some(i) => when(side("s", &format!("_weir_keep{i}")), side("t", f.name()))
+                                .otherwise(side("s", f.name()))
+                                .unwrap_or_else(|_| side("s", f.name())),
+                            None => side("s", f.name()),
+                        };
+                        update = update.update(Column::from_name(f.name()), value);
+                    }
+                    update
+                })
+            })
+            .and_then(|m| {
+                m.when_not_matched_insert(|mut insert| {
+                    insert = insert.predicate(not(is_delete.clone()));
+                    for f in &present {
+                        insert = insert.set(Column::from_name(f.name()), side("s", f.name()));
+                    }
+                    insert
+                })
+            })
+            .map_err(|e| delta_error(e, &what))?;
+        if truncate_first {
+            merge = merge.when_not_matched_by_source_delete(|delete| delete).map_err(|e| delta_error(e, &what))?;
+        }
+        let (table, metrics) = merge.await.map_err(|e| delta_error(e, &what))?;
+        let written =
+            metrics.num_target_rows_inserted + metrics.num_target_rows_updated + metrics.num_target_rows_deleted;
         Ok((table, written as u64))
     }
 }

@@ -25,7 +25,7 @@ mod stream;
 pub use lake::{Dialect, LAKE_URI_VAR, MaintainOutcome};
 pub use registry::Registry;
 pub use run::{Engine, EnvLookup, Observer, RunConfig, RunEvent};
-pub use stream::StreamConfig;
+pub use stream::{SlotReport, StreamConfig};
 pub use tokio_util::sync::CancellationToken;
 pub use weir_core::{PipelineReport, RunReport, Status};
 pub use weir_delta::{MaintainOptions, MaintainReport, QueryResult};

@@ -19,10 +19,10 @@ use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, info, info_span, warn};
 use uuid::Uuid;
-use weir_core::{ControllerRow, Error, LoadType, PipelineReport, Redactor, Result, RunDate, Status};
+use weir_core::{CaptureStatus, ControllerRow, Error, LoadType, PipelineReport, Redactor, Result, RunDate, Status};
 use weir_meta::{AttemptEnd, AttemptStart, Claim, RunEnd, RunStart};
 
-use crate::attempt::{Prepared, failed_end};
+use crate::attempt::{Prepared, Task, failed_end};
 use crate::run::{Engine, RunConfig, RunCtx, heartbeat};
 
 /// Longest wait between retries of a failing cycle.
@@ -37,7 +37,56 @@ pub struct StreamConfig {
     pub lease: Duration,
 }
 
+/// A `cdc` pipeline's slot, as `runner slots` and `runner check` show it.
+pub struct SlotReport {
+    pub pipeline: String,
+    pub active: bool,
+    pub status: Result<CaptureStatus>,
+}
+
 impl Engine {
+    /// The replication slot of each `cdc` pipeline (or of those named).
+    pub async fn slots(&self, names: &[String]) -> Result<Vec<SlotReport>> {
+        let rows = self.meta().pipelines(names, true).await?;
+        let mut out = Vec::new();
+        for row in rows.iter().filter(|r| r.load_type.trim() == "cdc") {
+            let status = match self.prepare(row) {
+                Ok((prepared, redactor)) => match &prepared.task {
+                    Task::Load { source, .. } => source
+                        .capture_status()
+                        .await
+                        .and_then(|s| s.ok_or_else(|| Error::internal("a cdc source without a slot")))
+                        .map_err(|e| e.map_message(|m| redactor.redact(m))),
+                    Task::Transform(_) => Err(Error::internal("a cdc transform")),
+                },
+                Err((e, redactor)) => Err(e.map_message(|m| redactor.redact(m))),
+            };
+            out.push(SlotReport { pipeline: row.name.clone(), active: row.active, status });
+        }
+        Ok(out)
+    }
+
+    /// Drop the replication slot of `pipeline`, which must be inactive (or `force`).
+    pub async fn drop_slot(&self, pipeline: &str, force: bool) -> Result<Option<String>> {
+        let names = [pipeline.to_owned()];
+        let rows = self.meta().pipelines(&names, true).await?;
+        let row = rows
+            .iter()
+            .find(|r| r.name == pipeline)
+            .ok_or_else(|| Error::user(format!("no pipeline named `{pipeline}` in the controller table")))?;
+        if row.active && !force {
+            return Err(Error::user(format!(
+                "pipeline `{pipeline}` is active: its next run would find its slot gone and fail; set active = false \
+                 first, or pass --force"
+            )));
+        }
+        let (prepared, redactor) = self.prepare(row).map_err(|(e, _)| e)?;
+        match &prepared.task {
+            Task::Load { source, .. } => source.drop_capture().await.map_err(|e| e.map_message(|m| redactor.redact(m))),
+            Task::Transform(_) => Ok(None),
+        }
+    }
+
     /// Stream the selected `cdc` pipelines until `cancel`. Errors are the
     /// session's before any pipeline started (no such pipeline, none to stream).
     pub async fn stream(&self, config: &StreamConfig, cancel: CancellationToken) -> Result<Vec<PipelineReport>> {

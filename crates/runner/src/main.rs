@@ -64,6 +64,8 @@ enum Command {
     Schedule(ScheduleArgs),
     /// Keep the `cdc` pipelines (or those named) applying their changes, until SIGTERM or Ctrl-C.
     Stream(StreamArgs),
+    /// Show each `cdc` pipeline's replication slot (the WAL it keeps), or drop one.
+    Slots(SlotsArgs),
     /// Show the run history from the audit table.
     Audit(AuditArgs),
     /// List the pipelines of the controller table.
@@ -145,6 +147,27 @@ struct ScheduleArgs {
     every: Option<Duration>,
     #[command(flatten)]
     opts: RunOpts,
+}
+
+#[derive(Args, Debug)]
+struct SlotsArgs {
+    #[command(subcommand)]
+    action: Option<SlotsAction>,
+    /// Only this pipeline (repeatable).
+    #[arg(long = "pipeline", short = 'p')]
+    pipelines: Vec<String>,
+}
+
+#[derive(Subcommand, Debug)]
+enum SlotsAction {
+    /// Drop the replication slot of a pipeline (set it inactive first): the
+    /// server recycles the WAL the slot kept. Its next run would fail.
+    Drop {
+        pipeline: String,
+        /// Drop it even though the pipeline is active.
+        #[arg(long)]
+        force: bool,
+    },
 }
 
 #[derive(Args, Debug)]
@@ -331,12 +354,30 @@ async fn run(cli: Cli, progress: Progress) -> ExitCode {
         Command::Run(args) => return run_pipelines(meta, url, args, progress, &redactor).await,
         Command::Schedule(args) => return schedule(meta, url, args, progress, &redactor).await,
         Command::Stream(args) => return stream(meta, url, args, &redactor).await,
+        Command::Slots(args) => slots(&engine(meta, url), args).await,
         Command::Audit(args) => match meta.audit_history(args.pipeline.as_deref(), args.last.max(1)).await {
             Ok(rows) => output::audit(&rows, args.format),
             Err(e) => Err(e.to_string()),
         },
         Command::Pipelines(args) => match meta.pipelines(&[], true).await {
-            Ok(rows) => output::pipelines(&rows, args.format),
+            Ok(rows) => {
+                // Each cdc pipeline's slot, from its source (a few seconds at most).
+                let mut slots = std::collections::HashMap::new();
+                if rows.iter().any(|r| r.load_type == "cdc") {
+                    let engine = engine(meta.clone(), url.clone());
+                    if let Ok(Ok(reports)) = tokio::time::timeout(Duration::from_secs(10), engine.slots(&[])).await {
+                        for r in reports {
+                            let text = match r.status {
+                                Ok(s) if s.needs_attention() => format!("WARN {}", s.describe()),
+                                Ok(s) => s.describe(),
+                                Err(e) => format!("unknown: {e}"),
+                            };
+                            slots.insert(r.pipeline, text);
+                        }
+                    }
+                }
+                output::pipelines(&rows, &slots, args.format)
+            }
             Err(e) => Err(e.to_string()),
         },
         Command::Check(args) => return check(meta, url, &args.pipelines, &redactor).await,
@@ -507,6 +548,30 @@ async fn stream(meta: MetaStore, url: ConnectionUrl, args: StreamArgs, redactor:
     if reports.iter().all(|r| r.succeeded()) { ExitCode::SUCCESS } else { ExitCode::from(1) }
 }
 
+/// `runner slots`: one line per cdc pipeline; `runner slots drop PIPELINE`.
+async fn slots(engine: &Engine, args: SlotsArgs) -> Result<(), String> {
+    if let Some(SlotsAction::Drop { pipeline, force }) = args.action {
+        match engine.drop_slot(&pipeline, force).await.map_err(|e| e.to_string())? {
+            Some(slot) => println!("dropped replication slot {slot} of pipeline {pipeline}"),
+            None => println!("pipeline {pipeline} has no replication slot on its source"),
+        }
+        return Ok(());
+    }
+    let reports = engine.slots(&args.pipelines).await.map_err(|e| e.to_string())?;
+    if reports.is_empty() {
+        println!("no cdc pipeline");
+    }
+    for r in reports {
+        let state = if r.active { "" } else { " (pipeline inactive)" };
+        match r.status {
+            Ok(s) if s.needs_attention() => println!("WARN    {}{state}: {}", r.pipeline, s.describe()),
+            Ok(s) => println!("ok      {}{state}: {}", r.pipeline, s.describe()),
+            Err(e) => println!("FAILED  {}{state}: {e}", r.pipeline),
+        }
+    }
+    Ok(())
+}
+
 async fn check(meta: MetaStore, url: ConnectionUrl, pipelines: &[String], redactor: &Redactor) -> ExitCode {
     let engine = match run_engine(meta, url, &Progress::new(false)) {
         Ok(e) => e,
@@ -523,6 +588,15 @@ async fn check(meta: MetaStore, url: ConnectionUrl, pipelines: &[String], redact
             Err(e) => {
                 ok = false;
                 println!("FAILED  {name}: {e}");
+            }
+        }
+    }
+    // The slots of the cdc pipelines: a slot that keeps too much WAL fills the server's disk.
+    if let Ok(reports) = engine.slots(pipelines).await {
+        for r in reports {
+            if let Ok(s) = r.status {
+                let level = if s.needs_attention() { "WARN" } else { "ok" };
+                println!("{level:<7} {}: {}", r.pipeline, s.describe());
             }
         }
     }

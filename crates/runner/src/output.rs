@@ -149,7 +149,8 @@ pub fn audit(rows: &[AuditRow], format: Format) -> Out {
     emit(format, &header, table_rows, || json_out(&rows))
 }
 
-pub fn pipelines(rows: &[ControllerRow], format: Format) -> Out {
+/// The controller's rows; `slots` describes each cdc pipeline's replication slot.
+pub fn pipelines(rows: &[ControllerRow], slots: &std::collections::HashMap<String, String>, format: Format) -> Out {
     let header = [
         "id",
         "name",
@@ -162,6 +163,7 @@ pub fn pipelines(rows: &[ControllerRow], format: Format) -> Out {
         "primary_key",
         "depends_on",
         "schedule",
+        "slot",
     ];
     let table_rows = rows
         .iter()
@@ -186,6 +188,7 @@ pub fn pipelines(rows: &[ControllerRow], format: Format) -> Out {
                 r.primary_key.join(", "),
                 r.depends_on.join(", "),
                 opt(&r.schedule),
+                slots.get(&r.name).cloned().unwrap_or_default(),
             ]
         })
         .collect();

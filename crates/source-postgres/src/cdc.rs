@@ -432,6 +432,8 @@ async fn read_changes(
         commit_lsn: i64,
         commit_time: i64,
         skip: bool,
+        /// Changes of this read before this transaction.
+        rows_before: u64,
     }
     let mut batcher = ChangeBatcher::new(&table.columns);
     // Relation id → where each of our columns sits in its tuples; `None`: another table.
@@ -465,6 +467,7 @@ async fn read_changes(
                     commit_lsn: final_lsn.0 as i64,
                     commit_time: commit_time + EPOCH_MICROS,
                     skip: final_lsn < from,
+                    rows_before: changes_sent + batcher.rows() as u64,
                 });
             }
             Message::Commit { end_lsn, .. } => {
@@ -513,6 +516,14 @@ async fn read_changes(
                     && !tx.skip
                     && truncated.iter().any(|id| matches!(relations.get(id), Some(Some(_))))
                 {
+                    // A truncate starts a read of its own, so that a sink can
+                    // plan for it (Delta's MERGE): end this one before its
+                    // transaction, unless that transaction changed the table first.
+                    let rows = changes_sent + batcher.rows() as u64;
+                    if rows > 0 && rows == tx.rows_before {
+                        until = Lsn(tx.commit_lsn as u64);
+                        break;
+                    }
                     batcher.push_truncate(meta(tx))?;
                 }
             }
@@ -584,6 +595,55 @@ async fn hold(mut repl: ReplicationConn, from: Lsn, mut confirm: mpsc::Receiver<
             },
         }
     }
+}
+
+/// The slot's state and the WAL it holds on the server.
+pub async fn status(source: &PostgresSource, names: &CdcNames) -> Result<weir_core::CaptureStatus> {
+    let mut conn = source.connect().await?;
+    type Row = (bool, Option<String>, Option<i64>, Option<i64>, Option<String>);
+    let row: Option<Row> = sqlx::query_as(
+        "SELECT active, to_jsonb(s) ->> 'wal_status',
+                pg_wal_lsn_diff(pg_current_wal_lsn(), restart_lsn)::int8,
+                pg_wal_lsn_diff(pg_current_wal_lsn(), confirmed_flush_lsn)::int8,
+                confirmed_flush_lsn::text
+         FROM pg_replication_slots s WHERE slot_name = $1",
+    )
+    .bind(&names.slot)
+    .fetch_optional(&mut conn)
+    .await
+    .map_err(|e| db_error(e, &format!("reading replication slot `{}`", names.slot)))?;
+    let warn_bytes = source.config().options.slot_warn_mb.unwrap_or(1024).saturating_mul(1 << 20) as i64;
+    let mut status = weir_core::CaptureStatus {
+        slot: names.slot.clone(),
+        missing: row.is_none(),
+        active: false,
+        lost: false,
+        retained_bytes: 0,
+        behind_bytes: 0,
+        confirmed: None,
+        warn_bytes,
+    };
+    if let Some((active, wal_status, retained, behind, confirmed)) = row {
+        status.active = active;
+        status.lost = wal_status.as_deref() == Some("lost");
+        status.retained_bytes = retained.unwrap_or(0);
+        status.behind_bytes = behind.unwrap_or(0);
+        status.confirmed = confirmed;
+    }
+    Ok(status)
+}
+
+/// Drop the pipeline's slot (not the publication: it costs the server nothing).
+pub async fn drop_slot(source: &PostgresSource, names: &CdcNames) -> Result<Option<String>> {
+    let mut conn = source.connect().await?;
+    let dropped: Option<bool> = sqlx::query_scalar(
+        "SELECT pg_drop_replication_slot(slot_name) IS NULL FROM pg_replication_slots WHERE slot_name = $1",
+    )
+    .bind(&names.slot)
+    .fetch_optional(&mut conn)
+    .await
+    .map_err(|e| db_error(e, &format!("dropping replication slot `{}`", names.slot)))?;
+    Ok(dropped.map(|_| names.slot.clone()))
 }
 
 /// Tell the slot that the destination holds everything before `watermark`.

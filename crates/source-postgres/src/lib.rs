@@ -89,10 +89,15 @@ fn build(ctx: SourceContext<'_>) -> Result<Box<dyn weir_core::Source>> {
             Some(CdcNames::new(&def.name, options.slot.as_deref(), options.publication.as_deref())?)
         }
         _ => {
-            if options.slot.is_some() || options.publication.is_some() || options.on_slot_lost.is_some() {
-                return Err(Error::user(
-                    "options.slot, options.publication and options.on_slot_lost are for load_type `cdc`",
-                ));
+            let cdc_only = [
+                ("slot", options.slot.is_some()),
+                ("publication", options.publication.is_some()),
+                ("on_slot_lost", options.on_slot_lost.is_some()),
+                ("commit_rows", options.commit_rows.is_some()),
+                ("slot_warn_mb", options.slot_warn_mb.is_some()),
+            ];
+            if let Some((key, _)) = cdc_only.iter().find(|(_, set)| *set) {
+                return Err(Error::user(format!("options.{key} is for load_type `cdc`")));
             }
             None
         }

@@ -46,6 +46,8 @@ pub struct PostgresOptions {
     pub on_slot_lost: Option<OnSlotLost>,
     /// `cdc`: end a commit early, at the first transaction boundary past this many changes.
     pub commit_rows: Option<u64>,
+    /// `cdc`: `runner check` warns when the slot retains more WAL than this (default 1024 MB).
+    pub slot_warn_mb: Option<u64>,
 }
 
 impl PostgresOptions {
@@ -300,6 +302,20 @@ impl Source for PostgresSource {
         match &self.config.cdc {
             Some(names) => cdc::confirm(self, names, watermark).await,
             None => Ok(()),
+        }
+    }
+
+    async fn capture_status(&self) -> Result<Option<weir_core::CaptureStatus>> {
+        match &self.config.cdc {
+            Some(names) => cdc::status(self, names).await.map(Some),
+            None => Ok(None),
+        }
+    }
+
+    async fn drop_capture(&self) -> Result<Option<String>> {
+        match &self.config.cdc {
+            Some(names) => cdc::drop_slot(self, names).await,
+            None => Ok(None),
         }
     }
 }

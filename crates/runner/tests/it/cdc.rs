@@ -54,6 +54,38 @@ async fn assert_mirrors(src: &PgPool, h: &Harness, table: &str, mirror: &str) {
     }
 }
 
+/// The Delta mirror of `items` holds exactly the source's rows (name, big's length, price, tags).
+async fn assert_lake_mirrors_items(src: &PgPool, h: &Harness, table: &str) {
+    type Row = (String, Option<i64>, Option<String>, Option<Vec<Option<String>>>);
+    let want: BTreeMap<i64, Row> = sqlx::query_as::<
+        _,
+        (i32, String, Option<i32>, Option<String>, Option<Vec<Option<String>>>),
+    >("SELECT id, name, length(big), price::text, tags FROM items")
+    .fetch_all(src)
+    .await
+    .expect("source rows")
+    .into_iter()
+    .map(|(id, name, big, price, tags)| (i64::from(id), (name, big.map(i64::from), price, tags)))
+    .collect();
+    let lake = weir_testkit::delta::read(&h.lake().join("bronze").join(table).display().to_string(), &BTreeMap::new())
+        .await
+        .expect("the Delta readers");
+    let got: BTreeMap<i64, Row> = lake
+        .rows
+        .iter()
+        .map(|r| {
+            let text = |k: &str| r.get(k).and_then(|v| v.as_str()).map(str::to_owned);
+            let tags = r
+                .get("tags")
+                .and_then(|v| v.as_array())
+                .map(|a| a.iter().map(|t| t.as_str().map(str::to_owned)).collect::<Vec<_>>());
+            let id = r.get("id").and_then(serde_json::Value::as_i64).expect("an id");
+            (id, (text("name").unwrap_or_default(), text("big").map(|b| b.chars().count() as i64), text("price"), tags))
+        })
+        .collect();
+    assert_eq!(got, want, "the Delta mirror {table}");
+}
+
 async fn drop_slot(src: &PgPool, slot: &str) {
     for _ in 0..50 {
         if sqlx::query("SELECT pg_drop_replication_slot($1)").bind(slot).execute(src).await.is_ok() {
@@ -87,10 +119,13 @@ async fn a_snapshot_then_every_insert_update_delete_and_truncate_reach_the_mirro
     let mut h = Harness::new("cdc_mirror").await;
     let src = source(&mut h, "cdc_mirror_src", ITEMS).await;
     let slot = cdc_pipeline(&h, "cdc_items", "public.items", "").await;
+    let lake_slot = cdc_pipeline(&h, "cdc_items_lake", "public.items", "").await;
+    sql(&h.pool, "UPDATE controller SET destination_type = 'delta', destination_connection = 'lake' WHERE name = 'cdc_items_lake'").await;
 
     // The first run creates the publication and the slot, and copies the table at its consistent point.
     h.run_ok(D1).await;
     assert_mirrors(&src, &h, "items", "bronze.cdc_items").await;
+    assert_lake_mirrors_items(&src, &h, "cdc_items_lake").await;
     let first = h.last_audit("cdc_items").await;
     assert_eq!(first.records_read, Some(51), "a truncate marker and 50 rows");
     let snapshot_at = first.watermark_after.expect("an LSN");
@@ -99,7 +134,7 @@ async fn a_snapshot_then_every_insert_update_delete_and_truncate_reach_the_mirro
         .fetch_one(&src)
         .await
         .expect("publication");
-    assert_eq!(published, 1);
+    assert_eq!(published, 2, "a publication per pipeline (their default names)");
 
     sql(
         &src,
@@ -125,23 +160,50 @@ async fn a_snapshot_then_every_insert_update_delete_and_truncate_reach_the_mirro
         .await
         .expect("row 1");
     assert_eq!(big, "xxx100000", "an update that left a TOASTed value alone kept it");
+    assert_lake_mirrors_items(&src, &h, "cdc_items_lake").await;
     let second = h.last_audit("cdc_items").await;
     assert_eq!(second.status, "success");
     let at = second.watermark_after.expect("an LSN");
     assert_ne!(at, snapshot_at);
     assert_eq!(confirmed(&src, &slot).await.as_deref(), Some(at.as_str()));
 
+    sql(&src, "INSERT INTO items VALUES (70, 'before the truncate', NULL, 1, NULL, NULL)").await;
     sql(&src, "TRUNCATE items; INSERT INTO items VALUES (1, 'after the truncate', NULL, 1, NULL, NULL)").await;
+    // The read before the truncate's transaction commits; the truncate starts the next one.
     h.run_ok(D3).await;
+    h.run_ok("20250401").await;
     assert_mirrors(&src, &h, "items", "bronze.cdc_items").await;
+    assert_lake_mirrors_items(&src, &h, "cdc_items_lake").await;
 
     // Nothing changed: the run still moves the position on, so the server can recycle its WAL.
     sql(&src, "CREATE TABLE elsewhere (id int); INSERT INTO elsewhere VALUES (1)").await;
     h.run_ok(D4).await;
     let quiet = h.last_audit("cdc_items").await;
     assert_eq!(quiet.records_processed, Some(0));
-    assert_ne!(quiet.watermark_after, h.audits("cdc_items").await[2].watermark_after);
-    drop_slot(&src, &slot).await;
+    assert_ne!(quiet.watermark_after, h.audits("cdc_items").await[3].watermark_after);
+
+    // Operating it: the slot's WAL in check, pipelines and slots; dropped only on purpose.
+    let check = h.runner(&["check", "--pipeline", "cdc_items"]).await;
+    assert_eq!(check.code, 0, "{}", check.all());
+    assert!(check.stdout.contains(&format!("cdc_items: slot {slot}: idle, retains ")), "{}", check.stdout);
+    let listed = h.runner(&["pipelines"]).await;
+    assert!(listed.stdout.contains(&format!("slot {slot}: idle")), "{}", listed.stdout);
+    let slots = h.runner(&["slots"]).await;
+    assert!(slots.stdout.starts_with("ok      cdc_items: slot "), "{}", slots.all());
+    let refused = h.runner(&["slots", "drop", "cdc_items"]).await;
+    assert_eq!(refused.code, 2, "{}", refused.all());
+    assert!(refused.stderr.contains("is active"), "{}", refused.stderr);
+    sql(&h.pool, "UPDATE controller SET active = false WHERE name = 'cdc_items'").await;
+    let dropped = h.runner(&["slots", "drop", "cdc_items"]).await;
+    assert_eq!(dropped.code, 0, "{}", dropped.all());
+    assert!(dropped.stdout.contains(&format!("dropped replication slot {slot}")), "{}", dropped.stdout);
+    let left: i64 = sqlx::query_scalar("SELECT count(*) FROM pg_replication_slots WHERE slot_name = $1")
+        .bind(&slot)
+        .fetch_one(&src)
+        .await
+        .expect("slots");
+    assert_eq!(left, 0);
+    drop_slot(&src, &lake_slot).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
