@@ -6,12 +6,17 @@
 #      PostgreSQL, incrementally → dbt's star schema (dim_time, dim_user,
 #      fact_messages, fact_chats, fact_activity);
 #   3. a civil registry's Elasticsearch indices → Delta tables → `runner query`
-#      by name.
+#      by name;
+#   5. an engagement application's PostgreSQL (content, engagement_events),
+#      captured with change data capture (a replication slot): a snapshot on
+#      day one, then every insert, update and delete mirrored into PostgreSQL
+#      and Delta, by batch runs and by `runner stream`.
 # Then it shows the audit history, the gold tables, the lake catalog, SQL over
 # the Delta tables, and the completion email the runs sent (caught by a local
 # SMTP server). Uses a local PostgreSQL and MariaDB and an aiosmtpd server
 # (started or installed by scripts/services.sh, as is dbt), the PostgreSQL
-# database weir_demo, the MariaDB database weir_demo_chat, and the test kit's
+# databases weir_demo and weir_demo_engagement (with its replication slots
+# weir_engagement_*), the MariaDB database weir_demo_chat, and the test kit's
 # Elasticsearch server (weir-es) on 127.0.0.1:9210, or the cluster at
 # $WEIR_DEMO_ES_URL.
 set -euo pipefail
@@ -42,6 +47,14 @@ step "generating the chat OLTP database in MariaDB (weir_demo_chat), first day"
 mariadb -h127.0.0.1 -uroot -e "DROP DATABASE IF EXISTS weir_demo_chat; CREATE DATABASE weir_demo_chat CHARACTER SET utf8mb4"
 export WEIR_CONN_CHAT=${WEIR_TEST_MYSQL_URL%/*}/weir_demo_chat
 $bin/weir-gen chat --mysql "$WEIR_CONN_CHAT" --date 20250323 --first-day
+
+step "generating the engagement application's PostgreSQL (weir_demo_engagement): content and engagement_events"
+# A database with replication slots cannot be dropped: the earlier demo's slots go first.
+psql "$WEIR_TEST_PG_URL" -qAt -c "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots
+  WHERE database = 'weir_demo_engagement' AND NOT active" >/dev/null
+psql "$WEIR_TEST_PG_URL" -qc "DROP DATABASE IF EXISTS weir_demo_engagement" -c "CREATE DATABASE weir_demo_engagement"
+export WEIR_CONN_ENGAGEMENT=$server/weir_demo_engagement
+$bin/weir-gen engagement --postgres "$WEIR_CONN_ENGAGEMENT" --date 20250323 --first-day
 
 step "generating the civil registry in Elasticsearch: person_sabt, vehicle_sabt, company_sabt"
 if [[ -n ${WEIR_DEMO_ES_URL:-} ]]; then
@@ -88,6 +101,13 @@ INSERT INTO controller (name, source_type, source_connection, source_table, dest
 VALUES ('person_sabt',  'elasticsearch', 'registry', 'person_sabt',  'delta', 'sabt', 'person_sabt',  'full', '{"array_fields": ["phones"]}'),
        ('vehicle_sabt', 'elasticsearch', 'registry', 'vehicle_sabt', 'delta', 'sabt', 'vehicle_sabt', 'full', '{}'),
        ('company_sabt', 'elasticsearch', 'registry', 'company_sabt', 'delta', 'sabt', 'company_sabt', 'full', '{"array_fields": ["sectors"]}');
+-- The engagement application, captured: the first run snapshots each table at its slot's
+-- consistent point, every later run (or runner stream) applies the changes logged since.
+INSERT INTO controller (name, source_type, source_connection, source_table, destination_type, destination_connection,
+                        schema_name, destination_table, load_type)
+VALUES ('engagement_content', 'postgres', 'engagement', 'public.content',           'postgres', NULL,   'bronze_engagement', 'content',           'cdc'),
+       ('engagement_events',  'postgres', 'engagement', 'public.engagement_events', 'postgres', NULL,   'bronze_engagement', 'engagement_events', 'cdc'),
+       ('engagement_lake',    'postgres', 'engagement', 'public.engagement_events', 'delta',    'lake', 'engagement',        'engagement_events', 'cdc');
 -- dbt, once the bronze tables it reads are loaded: silver (typed, cleaned, deduplicated) and gold
 -- (sales aggregates; the chat star schema) in this database, incremental models built incrementally.
 INSERT INTO controller (name, source_type, data_source, schema_name, load_type, depends_on, options)
@@ -100,11 +120,40 @@ step "runner --date 20250323"
 $bin/runner --date 20250323
 step "the chat product's next day: new users, chats and messages; edited profiles and messages"
 $bin/weir-gen chat --mysql "$WEIR_CONN_CHAT" --date 20250324
+step "the engagement application's next day: new content and events, retitled content, corrected and deleted events"
+$bin/weir-gen engagement --postgres "$WEIR_CONN_ENGAGEMENT" --date 20250324
 touch "$mail_mark"
 step "runner --date 20250324"
 $bin/runner --date 20250324
 step "runner --date 20250323 again: re-running a date replaces that date's rows"
 $bin/runner --date 20250323 --pipeline orders_daily
+
+step "change data capture: the mirrors equal their sources, and the slots the server keeps for them"
+psql "$WEIR_DATABASE_URL" -c "SELECT pipeline_name, run_date, records_read AS changes, records_processed AS rows_changed,
+  watermark_after AS lsn FROM audit WHERE pipeline_name LIKE 'engagement%' AND status = 'success' ORDER BY 1, 2"
+engagement_counts() {
+  printf 'source:  content %s, engagement_events %s\n' \
+    "$(psql -qAt "$WEIR_CONN_ENGAGEMENT" -c 'SELECT count(*) FROM content')" \
+    "$(psql -qAt "$WEIR_CONN_ENGAGEMENT" -c 'SELECT count(*) FROM engagement_events')"
+  printf 'mirror:  content %s, engagement_events %s (PostgreSQL), %s (Delta)\n' \
+    "$(psql -qAt "$WEIR_DATABASE_URL" -c 'SELECT count(*) FROM bronze_engagement.content')" \
+    "$(psql -qAt "$WEIR_DATABASE_URL" -c 'SELECT count(*) FROM bronze_engagement.engagement_events')" \
+    "$($bin/runner query --format csv 'SELECT count(*) AS n FROM engagement.engagement_events' | tail -n1)"
+}
+engagement_counts
+$bin/runner slots
+
+step "runner stream: the engagement pipelines apply changes as they commit (a third day of changes, then SIGTERM)"
+$bin/runner stream 2>"$PWD/demo-data/stream.log" &
+stream_pid=$!
+sleep 3
+$bin/weir-gen engagement --postgres "$WEIR_CONN_ENGAGEMENT" --date 20250325
+sleep 4
+kill -TERM $stream_pid
+wait $stream_pid
+engagement_counts
+psql "$WEIR_DATABASE_URL" -c "SELECT pipeline_name, status, records_read AS changes, heartbeat_at - start_time AS streamed,
+  watermark_after AS lsn FROM audit WHERE run_id = (SELECT run_id FROM audit ORDER BY audit_id DESC LIMIT 1) ORDER BY 1"
 
 step "runner audit"
 $bin/runner audit --last 10
@@ -172,5 +221,5 @@ print(f"({len(files)} message(s) since day two began; all mail is in {maildir})"
 PY
 
 echo
-echo "Explore: export WEIR_DATABASE_URL=$WEIR_DATABASE_URL WEIR_CONN_LAKE=$WEIR_CONN_LAKE WEIR_LAKE_URI=$WEIR_LAKE_URI WEIR_CONN_CHAT=$WEIR_CONN_CHAT"
+echo "Explore: export WEIR_DATABASE_URL=$WEIR_DATABASE_URL WEIR_CONN_LAKE=$WEIR_CONN_LAKE WEIR_LAKE_URI=$WEIR_LAKE_URI WEIR_CONN_CHAT=$WEIR_CONN_CHAT WEIR_CONN_ENGAGEMENT=$WEIR_CONN_ENGAGEMENT"
 echo "         $bin/runner --help    (the Elasticsearch test server stops with this script)"

@@ -19,6 +19,7 @@
 pub mod chat;
 pub mod data;
 pub mod delta;
+pub mod engagement;
 pub mod es;
 pub mod mysql;
 pub mod people;

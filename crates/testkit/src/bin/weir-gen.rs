@@ -67,6 +67,18 @@ enum Cmd {
         #[arg(long)]
         first_day: bool,
     },
+    /// The engagement source in PostgreSQL: a `content` catalog and
+    /// `engagement_events`; one simulated day of new, edited and deleted rows.
+    Engagement {
+        /// The database, `postgres://user@host:5432/app` (tables created if missing).
+        #[arg(long)]
+        postgres: String,
+        #[arg(long, default_value = "20250323")]
+        date: String,
+        /// The first day's catalog and events, without edits.
+        #[arg(long)]
+        first_day: bool,
+    },
     /// The civil registry in Elasticsearch: people, their vehicles and companies.
     People {
         /// The cluster, `http://127.0.0.1:9200`.
@@ -111,6 +123,17 @@ fn main() -> anyhow::Result<()> {
             ] {
                 println!("  {table:<13} +{inserted:<5} ~{updated}");
             }
+            Ok(())
+        }
+        Cmd::Engagement { postgres, date, first_day } => {
+            let r = tokio::runtime::Runtime::new()?.block_on(weir_testkit::engagement::simulate_day(
+                &postgres,
+                parse_day(&date)?,
+                first_day,
+            ))?;
+            println!("engagement day {date}: rows inserted / updated / deleted");
+            println!("  content            +{:<6} ~{:<4} -0", r.content_inserted, r.content_updated);
+            println!("  engagement_events  +{:<6} ~{:<4} -{}", r.events_inserted, r.events_updated, r.events_deleted);
             Ok(())
         }
         Cmd::People { es, people, shards, prefix } => {
