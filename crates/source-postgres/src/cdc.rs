@@ -18,15 +18,14 @@
 //!   by their commit position, so none is applied twice.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::sync::Arc;
 
 use arrow::array::{ArrayRef, Int64Array, ListArray, RecordBatch, StringArray, TimestampMicrosecondArray};
 use arrow::datatypes::{DataType, Field};
 use futures::StreamExt;
 use sqlx::PgConnection;
-use tokio::sync::{mpsc, oneshot};
-use tracing::{info, warn};
+use tokio::sync::mpsc;
+use tracing::{debug, info, warn};
 use weir_core::changes::op;
 use weir_core::{Error, Position, ReadRequest, Result, SourceBatch, SourceStream};
 
@@ -54,13 +53,24 @@ pub enum OnSlotLost {
     Resnapshot,
 }
 
-/// A request to confirm a position to the slot, answered once the server has it.
-type ConfirmRequest = (Lsn, oneshot::Sender<Result<()>>);
+/// A replication stream parked between reads: after a read, until its
+/// position is confirmed, and (in `runner stream`) until the next read goes on
+/// where it stopped, without reconnecting and decoding the log again. Nothing
+/// reads it while it is parked: the server waits on a full socket.
+pub struct Parked {
+    repl: ReplicationConn,
+    slot: String,
+    /// Where the last read ended: the next one must start here to go on.
+    at: Lsn,
+    /// The message that ended the last read, the first of the next.
+    pending: Option<Streamed>,
+    /// The relations the server described on this connection (it does so once).
+    relations: HashMap<u32, pgoutput::Relation>,
+}
 
-/// The replication connection a run streamed on, kept answered until the
-/// destination has committed, so the position can be confirmed on it.
+/// The source's parked stream, if any.
 #[derive(Default)]
-pub struct Holder(Mutex<Option<mpsc::Sender<ConfirmRequest>>>);
+pub struct Holder(tokio::sync::Mutex<Option<Parked>>);
 
 /// The names a cdc pipeline uses on the server.
 #[derive(Debug, Clone)]
@@ -380,27 +390,38 @@ async fn changes(
         return Ok(SourceStream::new(schema, batches));
     }
 
-    let mut repl = ReplicationConn::connect(source.connection()).await?;
-    repl.start(&names.slot, from, &names.publication).await?;
-    // What an earlier run committed and may not have confirmed.
-    repl.status(from, from).await?;
-    info!(slot = %names.slot, %from, %until, "streaming changes");
+    let parked = source.holder().0.lock().await.take().filter(|p| p.slot == names.slot && p.at == from);
+    let resumed = parked.is_some();
+    let mut stream = match parked {
+        Some(parked) => parked,
+        None => {
+            let mut repl = ReplicationConn::connect(source.connection()).await?;
+            repl.start(&names.slot, from, &names.publication).await?;
+            // What an earlier run committed and may not have confirmed.
+            repl.status(from, from).await?;
+            Parked { repl, slot: names.slot.clone(), at: from, pending: None, relations: HashMap::new() }
+        }
+    };
+    debug!(slot = %names.slot, %from, %until, resumed, "streaming changes");
     let (tx, rx) = mpsc::channel(2);
-    let (confirm_tx, confirm_rx) = mpsc::channel(1);
-    *source.holder().0.lock().map_err(|_| Error::internal("the slot holder is poisoned"))? = Some(confirm_tx);
     let limits = Limits {
         batch_size: source.config().options.batch_size.unwrap_or(50_000).max(1),
         commit_rows: source.config().options.commit_rows.unwrap_or(u64::MAX).max(1),
     };
+    let holder = source.holder_handle();
     tokio::spawn(async move {
-        let read = read_changes(&mut repl, &table, from, until, limits, &tx).await;
-        let ok = read.is_ok();
-        if let Err(e) = read {
-            let _ = tx.send(Err(e)).await;
-        }
-        drop(tx);
-        if ok {
-            hold(repl, from, confirm_rx).await;
+        match read_changes(&mut stream, &table, from, until, limits, &tx).await {
+            Ok(Some(last)) => {
+                // Parked before the read's end is sent: its confirmation finds it.
+                let end = last.position.watermark.as_deref().and_then(Lsn::parse).unwrap_or(until);
+                stream.at = end;
+                *holder.0.lock().await = Some(stream);
+                let _ = tx.send(Ok(last)).await;
+            }
+            Ok(None) => {}
+            Err(e) => {
+                let _ = tx.send(Err(e)).await;
+            }
         }
     });
     let batches = futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|b| (b, rx)) }).boxed();
@@ -418,15 +439,18 @@ struct Limits {
 
 /// Stream from `from` until the server has sent every transaction that
 /// committed before `until` (or `commit_rows` changes, to a commit), sending
-/// batches of changes to `tx`.
+/// batches of changes to `tx`. Returns the last batch (with the read's end as
+/// its position) for the caller to send once the stream is parked; `None` when
+/// the stream cannot go on from there (it stopped inside a transaction) and
+/// its last batch was sent.
 async fn read_changes(
-    repl: &mut ReplicationConn,
+    stream: &mut Parked,
     table: &Table,
     from: Lsn,
     mut until: Lsn,
     limits: Limits,
     tx: &mpsc::Sender<Result<SourceBatch>>,
-) -> Result<()> {
+) -> Result<Option<SourceBatch>> {
     let batch_size = limits.batch_size;
     struct Tx {
         commit_lsn: i64,
@@ -438,31 +462,46 @@ async fn read_changes(
     let mut batcher = ChangeBatcher::new(&table.columns);
     // Relation id → where each of our columns sits in its tuples; `None`: another table.
     let mut relations: HashMap<u32, Option<Vec<Option<usize>>>> = HashMap::new();
+    for (id, rel) in &stream.relations {
+        let ours = rel.schema == table.schema && rel.name == table.name;
+        relations.insert(*id, ours.then(|| columns_of(table, rel)).transpose()?);
+    }
     let mut current: Option<Tx> = None;
     let mut changes_sent = 0u64;
+    let mut resumable = true;
     let mut position = Position { watermark: Some(from.to_string()), ..Default::default() };
     loop {
-        let message = repl.next().await?.ok_or_else(|| Error::transient("the server ended the change stream"))?;
+        let message = match stream.pending.take() {
+            Some(m) => m,
+            None => stream.repl.next().await?.ok_or_else(|| Error::transient("the server ended the change stream"))?,
+        };
         let (start, body) = match message {
             Streamed::Keepalive { end, reply } => {
                 if current.is_none() && end >= until {
                     break;
                 }
                 if reply {
-                    repl.status(from, from).await?;
+                    stream.repl.status(from, from).await?;
                 }
                 continue;
             }
-            Streamed::Data { start, body, .. } => (start, body),
+            Streamed::Data { start, end, body } => {
+                // A transaction past the end starts the next read.
+                if body.first() == Some(&b'B')
+                    && let Ok(Message::Begin { final_lsn, .. }) = pgoutput::decode(body.clone())
+                    && final_lsn >= until
+                {
+                    stream.pending = Some(Streamed::Data { start, end, body });
+                    break;
+                }
+                (start, body)
+            }
         };
         position.bytes_read += body.len() as u64;
         let message = pgoutput::decode(body)?;
         let meta = |tx: &Tx| Meta { lsn: start.0 as i64, commit_lsn: tx.commit_lsn, commit_time: Some(tx.commit_time) };
         match message {
             Message::Begin { final_lsn, commit_time, .. } => {
-                if final_lsn >= until {
-                    break;
-                }
                 current = Some(Tx {
                     commit_lsn: final_lsn.0 as i64,
                     commit_time: commit_time + EPOCH_MICROS,
@@ -481,6 +520,7 @@ async fn read_changes(
             Message::Relation(rel) => {
                 let ours = rel.schema == table.schema && rel.name == table.name;
                 relations.insert(rel.id, ours.then(|| columns_of(table, &rel)).transpose()?);
+                stream.relations.insert(rel.id, rel);
             }
             Message::Insert { relation, new } => {
                 if let (Some(tx), Some(Some(map))) = (&current, relations.get(&relation))
@@ -521,7 +561,9 @@ async fn read_changes(
                     // transaction, unless that transaction changed the table first.
                     let rows = changes_sent + batcher.rows() as u64;
                     if rows > 0 && rows == tx.rows_before {
+                        // Its Begin is read: the next read starts over from it.
                         until = Lsn(tx.commit_lsn as u64);
+                        resumable = false;
                         break;
                     }
                     batcher.push_truncate(meta(tx))?;
@@ -533,15 +575,18 @@ async fn read_changes(
             changes_sent += batcher.rows() as u64;
             let batch = batcher.finish()?;
             if tx.send(Ok(SourceBatch { batch, position: position.clone() })).await.is_err() {
-                return Ok(());
+                return Ok(None); // the load stopped: the stream is mid-read and not parked
             }
         }
     }
     // Everything that committed before `until` is in: that is the new watermark.
     position.watermark = Some(until.to_string());
-    let batch = batcher.finish()?;
-    let _ = tx.send(Ok(SourceBatch { batch, position })).await;
-    Ok(())
+    let last = SourceBatch { batch: batcher.finish()?, position };
+    if resumable {
+        return Ok(Some(last));
+    }
+    let _ = tx.send(Ok(last)).await;
+    Ok(None)
 }
 
 /// Where each of the table's columns sits in a relation's tuples. A column
@@ -571,30 +616,6 @@ fn columns_of(table: &Table, rel: &pgoutput::Relation) -> Result<Vec<Option<usiz
 
 fn values<'a>(map: &[Option<usize>], tuple: &'a [Value]) -> Vec<Option<&'a Value>> {
     map.iter().map(|i| i.and_then(|i| tuple.get(i))).collect()
-}
-
-/// Keep the walsender answered (it would time out) until the destination has
-/// committed and the run confirms the position, or the source is dropped.
-async fn hold(mut repl: ReplicationConn, from: Lsn, mut confirm: mpsc::Receiver<ConfirmRequest>) {
-    loop {
-        tokio::select! {
-            request = confirm.recv() => {
-                if let Some((lsn, done)) = request {
-                    let _ = done.send(repl.finish(lsn).await);
-                }
-                return;
-            }
-            message = repl.next() => match message {
-                Ok(Some(Streamed::Keepalive { reply: true, .. })) => {
-                    if repl.status(from, from).await.is_err() {
-                        return;
-                    }
-                }
-                Ok(Some(_)) => {}
-                Ok(None) | Err(_) => return,
-            },
-        }
-    }
 }
 
 /// The slot's state and the WAL it holds on the server.
@@ -646,18 +667,22 @@ pub async fn drop_slot(source: &PostgresSource, names: &CdcNames) -> Result<Opti
     Ok(dropped.map(|_| names.slot.clone()))
 }
 
-/// Tell the slot that the destination holds everything before `watermark`.
+/// Tell the slot that the destination holds everything before `watermark`:
+/// on the parked stream if there is one (it stays parked for the next read),
+/// else on a connection of its own.
 pub async fn confirm(source: &PostgresSource, names: &CdcNames, watermark: &str) -> Result<()> {
     let lsn = Lsn::parse(watermark).ok_or_else(|| Error::internal(format!("`{watermark}` is not an LSN")))?;
-    let held = source.holder().0.lock().ok().and_then(|mut h| h.take());
-    if let Some(held) = held {
-        let (done, answer) = oneshot::channel();
-        if held.send((lsn, done)).await.is_ok()
-            && let Ok(Ok(result)) = tokio::time::timeout(Duration::from_secs(30), answer).await
-        {
-            return result;
+    {
+        let mut parked = source.holder().0.lock().await;
+        if let Some(stream) = parked.as_mut().filter(|p| p.slot == names.slot) {
+            match stream.repl.status(lsn, lsn).await {
+                Ok(()) => return Ok(()),
+                Err(e) => {
+                    warn!(slot = %names.slot, error = %e, "the parked replication connection is gone; confirming on a new one");
+                    *parked = None;
+                }
+            }
         }
-        warn!(slot = %names.slot, "the held replication connection is gone; confirming on a new one");
     }
     let mut repl = ReplicationConn::connect(source.connection()).await?;
     repl.start(&names.slot, lsn, &names.publication).await?;

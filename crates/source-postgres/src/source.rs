@@ -88,12 +88,12 @@ pub struct PostgresSource {
     connection: ConnectionUrl,
     config: PostgresConfig,
     /// A cdc run's replication connection, until its position is confirmed.
-    holder: Holder,
+    holder: Arc<Holder>,
 }
 
 impl PostgresSource {
     pub fn new(connection: ConnectionUrl, config: PostgresConfig) -> Self {
-        Self { connection, config, holder: Holder::default() }
+        Self { connection, config, holder: Arc::default() }
     }
 
     pub(crate) fn config(&self) -> &PostgresConfig {
@@ -106,6 +106,11 @@ impl PostgresSource {
 
     pub(crate) fn holder(&self) -> &Holder {
         &self.holder
+    }
+
+    /// The holder, for a task that parks a stream in it.
+    pub(crate) fn holder_handle(&self) -> Arc<Holder> {
+        self.holder.clone()
     }
 
     pub(crate) async fn connect(&self) -> Result<PgConnection> {
