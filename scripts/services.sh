@@ -55,6 +55,24 @@ postgres() {
   echo "export WEIR_TEST_PG_URL=$url"
 }
 
+# A second PostgreSQL cluster, `plain`, on 5433, left at wal_level = replica (a new
+# server's default): what change data capture says on a server without logical decoding.
+pgplain() {
+  local version
+  version=$(ls /etc/postgresql | sort -V | tail -n1)
+  if ! port_open 5433; then
+    if [[ ! -d /etc/postgresql/$version/plain ]]; then
+      say "creating PostgreSQL cluster $version/plain on port 5433 (wal_level = replica)"
+      pg_createcluster "$version" plain -p 5433 >&2
+      sed -i -E 's/^(host\s+all\s+all\s+(127\.0\.0\.1\/32|::1\/128)\s+)\S+/\1trust/' \
+        "/etc/postgresql/$version/plain/pg_hba.conf"
+    fi
+    pg_ctlcluster --skip-systemctl-redirect "$version" plain start >&2
+  fi
+  wait_port 5433 "PostgreSQL, cluster plain"
+  echo "export WEIR_TEST_PG_PLAIN_URL=postgres://postgres@127.0.0.1:5433/postgres"
+}
+
 mariadb() {
   if ! port_open 3306; then
     [[ -x /usr/sbin/mariadbd ]] || apt_install mariadb-server mariadb-client
@@ -128,7 +146,7 @@ services=("$@")
 [[ ${#services[@]} -gt 0 ]] || services=(postgres mariadb s3 smtp deltalake dbt)
 for s in "${services[@]}"; do
   case "$s" in
-    postgres|mariadb|s3|smtp|deltalake|dbt) "$s" ;;
-    *) say "unknown service '$s' (known: postgres mariadb s3 smtp deltalake dbt)"; exit 2 ;;
+    postgres|pgplain|mariadb|s3|smtp|deltalake|dbt) "$s" ;;
+    *) say "unknown service '$s' (known: postgres pgplain mariadb s3 smtp deltalake dbt)"; exit 2 ;;
   esac
 done

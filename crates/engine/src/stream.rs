@@ -176,7 +176,18 @@ impl Engine {
         let mut waiting = false;
         loop {
             match self.meta().claim(row.id, &row.name, ctx.run_id, config.run_date.date(), config.lease, false).await {
-                Ok(Claim::Claimed { .. } | Claim::Done(_)) => break,
+                Ok(Claim::Claimed { took_over }) => {
+                    for a in took_over {
+                        warn!(
+                            dead_run = %a.run_id,
+                            host = a.host.as_deref().unwrap_or("?"),
+                            last_heartbeat = %a.heartbeat_at,
+                            "took over from a runner that stopped heartbeating; its session is now abandoned"
+                        );
+                    }
+                    break;
+                }
+                Ok(Claim::Done(_)) => break,
                 Ok(Claim::Held { run_id, host }) => {
                     if !std::mem::replace(&mut waiting, true) {
                         info!(

@@ -167,7 +167,11 @@ fn append_text(kind: &Kind, builder: &mut dyn ArrayBuilder, text: &str) -> Value
         Kind::Int2 => downcast::<Int16Builder>(builder).append_value(text.parse().map_err(|_| bad())?),
         Kind::Int4 => downcast::<Int32Builder>(builder).append_value(text.parse().map_err(|_| bad())?),
         Kind::Int8 => downcast::<Int64Builder>(builder).append_value(text.parse().map_err(|_| bad())?),
-        Kind::Float4 => downcast::<Float32Builder>(builder).append_value(float(text).ok_or_else(bad)? as f32),
+        // Parsed as f32 itself: through f64 first, a value could round twice.
+        Kind::Float4 => downcast::<Float32Builder>(builder).append_value(match float(text).ok_or_else(bad)? {
+            v if v.is_finite() => text.parse::<f32>().map_err(|_| bad())?,
+            v => v as f32,
+        }),
         Kind::Float8 => downcast::<Float64Builder>(builder).append_value(float(text).ok_or_else(bad)?),
         Kind::Decimal { precision, scale } => {
             downcast::<Decimal128Builder>(builder).append_value(decimal(text, *precision, *scale)?)
@@ -454,6 +458,10 @@ mod tests {
         assert_eq!(float("1.7976931348623157e+308").unwrap(), f64::MAX);
         assert_eq!(float("5e-324").unwrap(), 5e-324);
         assert_eq!(unhex("00ff10").unwrap(), vec![0, 255, 16]);
+        // The smallest f32 subnormal, as PostgreSQL prints it.
+        let mut b = Float32Builder::new();
+        append_text(&Kind::Float4, &mut b, "1e-45").unwrap();
+        assert_eq!(b.finish().value(0).to_bits(), 1);
     }
 
     #[test]

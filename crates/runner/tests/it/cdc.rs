@@ -397,3 +397,95 @@ async fn runner_stream_applies_changes_as_they_come_resumes_after_cut_connection
     assert!(audits[0].records_read.unwrap_or(0) >= 51 + 2, "{:?}", audits[0]);
     drop_slot(&src, &slot).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_destination_that_fails_mid_commit_gets_nothing_confirmed_and_the_next_run_applies_everything() {
+    let mut h = Harness::new("cdc_dest_fail").await;
+    let src = source(&mut h, "cdc_dest_fail_src", ITEMS).await;
+    let slot = cdc_pipeline(&h, "cdc_fail_items", "public.items", "").await;
+    h.run_ok(D1).await;
+    let before = confirmed(&src, &slot).await;
+
+    // The destination refuses one of the rows while the changes are applied.
+    sql(
+        &h.pool,
+        "CREATE FUNCTION bronze.refuse() RETURNS trigger LANGUAGE plpgsql AS
+           $$ BEGIN IF NEW.name = 'poison' THEN RAISE EXCEPTION 'the destination refuses %', NEW.id; END IF; RETURN NEW; END $$;
+         CREATE TRIGGER refuse BEFORE INSERT OR UPDATE ON bronze.cdc_fail_items FOR EACH ROW EXECUTE FUNCTION bronze.refuse()",
+    )
+    .await;
+    sql(&src, "INSERT INTO items VALUES (80, 'fine', NULL, 1, NULL, NULL); UPDATE items SET name = 'poison' WHERE id = 5; DELETE FROM items WHERE id = 6").await;
+    let failed = h.run_date(D2).await;
+    assert_ne!(failed.code, 0);
+    assert!(h.last_audit("cdc_fail_items").await.error.contains("the destination refuses 5"));
+    assert_eq!(confirmed(&src, &slot).await, before, "nothing confirmed to the slot");
+    assert_eq!(h.count("bronze.cdc_fail_items").await, 50, "nothing of the failed load is visible");
+    assert_eq!(h.scalar_i64("SELECT count(*) FROM bronze.cdc_fail_items WHERE id = 80").await, 0);
+
+    sql(&h.pool, "DROP TRIGGER refuse ON bronze.cdc_fail_items").await;
+    h.run_ok(D3).await;
+    assert_mirrors(&src, &h, "items", "bronze.cdc_fail_items").await;
+    drop_slot(&src, &slot).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_killed_mid_flight_resumes_without_loss_or_duplicates() {
+    let mut h = Harness::new("cdc_kill_stream").await;
+    let src = source(&mut h, "cdc_kill_stream_src", ITEMS).await;
+    h.set_env("WEIR_LEASE_SECONDS", "2");
+    let log = cdc_pipeline(&h, "cdc_ks_log", "public.items", r#""history": true, "commit_interval": "100ms""#).await;
+    let mirror = cdc_pipeline(&h, "cdc_ks_items", "public.items", r#""commit_interval": "100ms""#).await;
+
+    let first = h.spawn(&["stream"]);
+    eventually(&h.pool, "SELECT count(*) = 50 FROM bronze.cdc_ks_items", 30).await;
+    // A writer of small transactions, and kill -9 while they flow.
+    let writer = {
+        let src = src.clone();
+        tokio::spawn(async move {
+            for i in 0..60 {
+                sql(&src, &format!("INSERT INTO items VALUES ({}, 'w', NULL, 1, NULL, NULL); UPDATE items SET price = price + 1 WHERE id = {}", 100 + i, 1 + i % 40)).await;
+                tokio::time::sleep(std::time::Duration::from_millis(30)).await;
+            }
+        })
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(700)).await;
+    crate::harness::signal(&first, "-KILL");
+    let killed = crate::harness::finish(first).await;
+    assert_eq!(killed.code, -1);
+    writer.await.expect("the writer");
+
+    let second = h.spawn(&["stream"]);
+    eventually(&h.pool, "SELECT count(*) = 110 FROM bronze.cdc_ks_items", 30).await;
+    eventually(&h.pool, "SELECT count(*) = 1 + 50 + 120 FROM bronze.cdc_ks_log", 30).await;
+    crate::harness::signal(&second, "-TERM");
+    let stopped = crate::harness::finish(second).await;
+    assert_eq!(stopped.code, 0, "{}", stopped.all());
+    assert!(stopped.stderr.contains("took over") || stopped.stderr.contains("waiting"), "{}", stopped.stderr);
+
+    assert_mirrors(&src, &h, "items", "bronze.cdc_ks_items").await;
+    // Every change once: 60 inserts and 60 updates after the snapshot, none twice.
+    let changes = h
+        .rows("SELECT _weir_op, count(*)::text, count(DISTINCT _weir_lsn)::text FROM bronze.cdc_ks_log WHERE _weir_op IN ('c', 'u') GROUP BY 1 ORDER BY 1")
+        .await;
+    assert_eq!(changes, [["c", "60", "60"], ["u", "60", "60"]].map(|r| r.map(str::to_owned)));
+    drop_slot(&src, &log).await;
+    drop_slot(&src, &mirror).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_without_logical_decoding_is_told_what_to_set() {
+    let mut h = Harness::new("cdc_wal_level").await;
+    let plain = std::env::var("WEIR_TEST_PG_PLAIN_URL")
+        .expect("WEIR_TEST_PG_PLAIN_URL: a server at wal_level = replica (scripts/services.sh pgplain)");
+    let pool = PgPool::connect(&plain).await.expect("the plain server");
+    let table = format!("wal_level_{}", suffix());
+    sql(&pool, &format!("CREATE TABLE {table} (id int PRIMARY KEY); INSERT INTO {table} VALUES (1)")).await;
+    h.set_env("WEIR_CONN_SRC", &plain);
+    cdc_pipeline(&h, "cdc_plain", &format!("public.{table}"), "").await;
+    let run = h.run_date(D1).await;
+    assert_ne!(run.code, 0);
+    let error = h.last_audit("cdc_plain").await.error;
+    assert!(error.contains("wal_level = replica"), "{error}");
+    assert!(error.contains("ALTER SYSTEM SET wal_level = logical, then restart the server"), "{error}");
+    sql(&pool, &format!("DROP TABLE {table}")).await;
+}
