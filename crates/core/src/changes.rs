@@ -50,6 +50,12 @@ pub fn fields() -> Vec<Field> {
     ]
 }
 
+/// A change stream's schema without the metadata columns: the table's.
+pub fn without_meta(schema: &arrow::datatypes::Schema) -> arrow::datatypes::SchemaRef {
+    let fields: Vec<_> = schema.fields().iter().filter(|f| !is_meta(f.name())).cloned().collect();
+    Arc::new(arrow::datatypes::Schema::new(fields))
+}
+
 /// Whether `name` is one of the metadata columns.
 pub fn is_meta(name: &str) -> bool {
     COLUMNS.contains(&name)

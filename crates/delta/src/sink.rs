@@ -366,7 +366,7 @@ impl Sink for DeltaSink {
         };
         let source_schema = match (run_date, mirror) {
             (Some(_), _) => with_field(&input.schema, run_date_field()),
-            (None, true) => without_change_columns(&input.schema),
+            (None, true) => changes::without_meta(&input.schema).as_ref().clone(),
             (None, false) => input.schema.as_ref().clone(),
         };
         let existing = table.snapshot().ok().map(|s| s.snapshot().arrow_schema());
@@ -589,10 +589,6 @@ async fn guard_truncates(mut input: SourceStream) -> (SourceStream, bool) {
         })
         .boxed();
     (input, truncate_first)
-}
-
-fn without_change_columns(schema: &Schema) -> Schema {
-    Schema::new(schema.fields().iter().filter(|f| !changes::is_meta(f.name())).cloned().collect::<Vec<_>>())
 }
 
 fn with_change_columns(schema: &Schema) -> Schema {

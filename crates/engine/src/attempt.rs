@@ -61,6 +61,11 @@ pub(crate) struct Prepared {
 }
 
 impl Prepared {
+    /// Can it run? Moves no data.
+    pub(crate) async fn check(&self) -> Result<()> {
+        self.task.check(self.def.load_type == LoadType::Cdc && !self.options.history).await
+    }
+
     /// How often `runner stream` commits this pipeline (checked in [`Engine::prepare`]).
     pub(crate) fn commit_interval(&self) -> Duration {
         self.options
@@ -80,12 +85,16 @@ pub(crate) enum Task {
 }
 
 impl Task {
-    /// Can it run? Moves no data.
-    pub(crate) async fn check(&self) -> Result<()> {
+    /// Can it run? Moves no data. `mirror`: the source's change columns steer
+    /// the load and never reach the destination's table.
+    pub(crate) async fn check(&self, mirror: bool) -> Result<()> {
         match self {
             Task::Load { source, sink } => {
-                let schema = source.check().await.map_err(|e| e.context("source"))?;
+                let mut schema = source.check().await.map_err(|e| e.context("source"))?;
                 sink.check().await.map_err(|e| e.context("destination"))?;
+                if mirror {
+                    schema = schema.map(|s| weir_core::changes::without_meta(&s));
+                }
                 match schema {
                     Some(schema) => sink.check_schema(&schema).await.map_err(|e| e.context("destination")),
                     None => Ok(()),

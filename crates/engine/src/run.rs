@@ -443,7 +443,7 @@ impl Engine {
         let mut out = Vec::with_capacity(rows.len());
         for row in &rows {
             let (result, redactor) = match self.prepare(row) {
-                Ok((p, redactor)) => (p.task.check().await, redactor),
+                Ok((p, redactor)) => (p.check().await, redactor),
                 Err((e, redactor)) => (Err(e), redactor),
             };
             out.push((row.name.clone(), result.map_err(|e| e.map_message(|m| redactor.redact(m)))));

@@ -172,9 +172,7 @@ impl Sink for PostgresSink {
         let existing = table::inspect(&mut tx, &self.schema, &self.table).await?;
         // A mirror holds the table's columns; the change columns stay in staging.
         let table_schema = match mode {
-            Mode::Mirror => Arc::new(arrow::datatypes::Schema::new(
-                input.schema.fields().iter().filter(|f| !changes::is_meta(f.name())).cloned().collect::<Vec<_>>(),
-            )),
+            Mode::Mirror => changes::without_meta(&input.schema),
             _ => input.schema.clone(),
         };
         let mut plans = prepare_table(&mut tx, &target, existing.as_ref(), &table_schema, request, mode).await?;

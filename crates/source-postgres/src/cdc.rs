@@ -182,7 +182,7 @@ pub async fn open(source: &PostgresSource, request: &ReadRequest) -> Result<Sour
 
 /// The server can capture this table: logical WAL, a user allowed to
 /// replicate, and a replica identity that names the changed rows.
-async fn preflight(conn: &mut PgConnection, relation: &Relation, source: &PostgresSource) -> Result<()> {
+pub(crate) async fn preflight(conn: &mut PgConnection, relation: &Relation, source: &PostgresSource) -> Result<()> {
     let (wal_level, can_replicate, identity): (String, bool, String) = sqlx::query_as(
         "SELECT current_setting('wal_level'),
                 (SELECT rolreplication OR rolsuper FROM pg_roles WHERE rolname = current_user),

@@ -240,6 +240,11 @@ impl Source for PostgresSource {
             &format!("reading {}", relation.display),
         )
         .await?;
+        if self.config.cdc.is_some() {
+            // What capture needs of the server: logical WAL, the REPLICATION attribute, a replica identity.
+            cdc::preflight(&mut conn, &relation, self).await?;
+            return Ok(Some(crate::changes::schema(&relation.columns)));
+        }
         Ok(Some(schema_of(&relation.columns)))
     }
 

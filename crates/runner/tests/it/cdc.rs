@@ -306,6 +306,16 @@ async fn capture_faults_name_their_cause_and_the_run_goes_on() {
     assert!(norepl_error.contains("REPLICATION"), "{norepl_error}");
     assert!(!norepl_error.contains("secret-pw-42"), "{norepl_error}");
     assert_eq!(h.last_audit("cdc_lost").await.status, "success", "the others' faults stop only them");
+    // runner check says the same before any run.
+    let check = h.runner(&["check", "--pipeline", "cdc_nokey", "--pipeline", "cdc_norepl"]).await;
+    assert_eq!(check.code, 1, "{}", check.all());
+    assert!(
+        check.stdout.contains("FAILED  cdc_nokey: source: table public.nokey has no primary key"),
+        "{}",
+        check.stdout
+    );
+    assert!(check.stdout.contains("lacks the REPLICATION attribute"), "{}", check.stdout);
+    assert!(!check.all().contains("secret-pw-42"), "{}", check.all());
 
     // The slot dropped behind the pipeline's back: fail naming it, or take a new snapshot.
     drop_slot(&src, &lost).await;
