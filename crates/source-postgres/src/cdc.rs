@@ -343,9 +343,8 @@ struct Table {
     schema: String,
     name: String,
     display: String,
+    /// As the catalog describes them at the start of the read: values are read as these types.
     columns: Vec<crate::types::Column>,
-    /// Each column's type, as the catalog said when the run started.
-    type_oids: HashMap<String, u32>,
     /// The key columns' indexes: an update that changes them deletes the old row.
     key: Vec<usize>,
 }
@@ -361,13 +360,6 @@ async fn changes(
     names: &CdcNames,
     from: Lsn,
 ) -> Result<SourceStream> {
-    let type_oids: Vec<(String, i64)> = sqlx::query_as(
-        "SELECT attname::text, atttypid::int8 FROM pg_attribute WHERE attrelid = $1::regclass AND attnum > 0 AND NOT attisdropped",
-    )
-    .bind(&relation.from)
-    .fetch_all(&mut conn)
-    .await
-    .map_err(|e| db_error(e, "reading the table's column types"))?;
     let until: String = sqlx::query_scalar("SELECT pg_current_wal_lsn()::text")
         .fetch_one(&mut conn)
         .await
@@ -379,7 +371,6 @@ async fn changes(
         name: table_name,
         display: relation.display.clone(),
         key: key.iter().filter_map(|k| relation.columns.iter().position(|c| &c.name == k)).collect(),
-        type_oids: type_oids.into_iter().map(|(n, o)| (n, o as u32)).collect(),
         columns: relation.columns,
     };
     let schema = schema(&table.columns);
@@ -590,26 +581,16 @@ async fn read_changes(
 }
 
 /// Where each of the table's columns sits in a relation's tuples. A column
-/// the run does not know, or one whose type changed, stops the run.
+/// the read does not know (added since it started) stops it, to be read again
+/// with the new column. A retyped column's values are read as its type today:
+/// one that type cannot read fails naming the column, and so does a
+/// destination column that cannot take the new type.
 fn columns_of(table: &Table, rel: &pgoutput::Relation) -> Result<Vec<Option<usize>>> {
-    for column in &rel.columns {
-        match table.type_oids.get(&column.name) {
-            None => {
-                return Err(Error::transient(format!(
-                    "{} gained column `{}` while the changes were read; the next attempt reads it",
-                    table.display, column.name
-                )));
-            }
-            Some(oid) if *oid != column.type_oid => {
-                return Err(Error::user(format!(
-                    "column `{}` of {} changed its type (type OID {} in the change log, {oid} in the catalog); a \
-                     retyped column cannot be applied to the destination's: retype it there too, or take a new \
-                     snapshot (drop the destination table and the pipeline's watermark)",
-                    column.name, table.display, column.type_oid
-                )));
-            }
-            Some(_) => {}
-        }
+    if let Some(added) = rel.columns.iter().find(|r| !table.columns.iter().any(|c| c.name == r.name)) {
+        return Err(Error::transient(format!(
+            "{} gained column `{}` while the changes were read; the next attempt reads it",
+            table.display, added.name
+        )));
     }
     Ok(table.columns.iter().map(|c| rel.columns.iter().position(|r| r.name == c.name)).collect())
 }

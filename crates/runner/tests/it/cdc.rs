@@ -499,3 +499,33 @@ async fn a_server_without_logical_decoding_is_told_what_to_set() {
     assert!(error.contains("ALTER SYSTEM SET wal_level = logical, then restart the server"), "{error}");
     sql(&pool, &format!("DROP TABLE {table}")).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_added_column_reaches_the_mirror_and_a_retyped_one_fails_naming_it() {
+    let mut h = Harness::new("cdc_schema").await;
+    let src = source(&mut h, "cdc_schema_src", ITEMS).await;
+    let slot = cdc_pipeline(&h, "cdc_schema_items", "public.items", "").await;
+    h.run_ok(D1).await;
+
+    sql(
+        &src,
+        "UPDATE items SET name = 'before the new column' WHERE id = 2;
+         ALTER TABLE items ADD COLUMN rating integer;
+         UPDATE items SET rating = 4 WHERE id = 3;
+         INSERT INTO items (id, name, rating) VALUES (90, 'rated', 5)",
+    )
+    .await;
+    h.run_ok(D2).await;
+    assert_mirrors(&src, &h, "items", "bronze.cdc_schema_items").await;
+
+    sql(
+        &src,
+        "ALTER TABLE items ALTER COLUMN price TYPE text USING price::text; UPDATE items SET price = 'n/a' WHERE id = 9",
+    )
+    .await;
+    let run = h.run_date(D3).await;
+    assert_ne!(run.code, 0);
+    let error = h.last_audit("cdc_schema_items").await.error;
+    assert!(error.contains("`price`"), "{error}");
+    drop_slot(&src, &slot).await;
+}
