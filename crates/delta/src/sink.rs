@@ -37,8 +37,9 @@ use deltalake::DeltaTable;
 use deltalake::datafusion;
 use deltalake::delta_datafusion::DeltaSessionContext;
 use deltalake::kernel::Transaction;
-use deltalake::kernel::transaction::CommitProperties;
+use deltalake::kernel::transaction::{CommitBuilder, CommitProperties};
 use deltalake::operations::write::SchemaMode;
+use deltalake::protocol::DeltaOperation;
 use deltalake::protocol::SaveMode;
 use futures::StreamExt;
 use object_store::ObjectStoreExt;
@@ -360,6 +361,13 @@ impl Sink for DeltaSink {
         // A change stream mirrored: the table holds the source's columns; the
         // change columns steer the MERGE.
         let mirror = request.load_type == LoadType::Cdc && !request.history;
+        if mirror && request.primary_key.is_empty() {
+            return Err(Error::user(
+                "a change stream is applied to the mirror row by row, by key, and the source table has no primary \
+                 key: set primary_key to the columns that identify a row, or options.history = true to append every \
+                 change instead",
+            ));
+        }
         let (input, truncate_first) = match mirror {
             true => guard_truncates(input).await,
             false => (input, false),
@@ -723,6 +731,7 @@ impl DeltaSink {
             .reduce(Expr::and)
             .ok_or_else(|| Error::internal("a merge without keys"))?;
         let is_delete = side("s", changes::OP).eq(lit(changes::op::DELETE));
+        let (table_version, commit_again) = (table.version(), commit.clone());
         let mut merge = table
             .merge(latest, on)
             .with_source_alias("s")
@@ -759,7 +768,19 @@ impl DeltaSink {
         if truncate_first {
             merge = merge.when_not_matched_by_source_delete(|delete| delete).map_err(|e| delta_error(e, &what))?;
         }
-        let (table, metrics) = merge.await.map_err(|e| delta_error(e, &what))?;
+        let before = table_version;
+        let (mut table, metrics) = merge.await.map_err(|e| delta_error(e, &what))?;
+        if table.version() == before {
+            // A MERGE that changes nothing makes no commit; the load's position
+            // must still be committed, or the slot would be confirmed past it.
+            let state = table.snapshot().map_err(|e| delta_error(e, &what))?;
+            let operation = DeltaOperation::Write { mode: SaveMode::Append, partition_by: None, predicate: None };
+            CommitBuilder::from(commit_again)
+                .build(Some(state), table.log_store(), operation)
+                .await
+                .map_err(|e| delta_error(e, &what))?;
+            table.update_state().await.map_err(|e| delta_error(e, &what))?;
+        }
         let written =
             metrics.num_target_rows_inserted + metrics.num_target_rows_updated + metrics.num_target_rows_deleted;
         Ok((table, written as u64))

@@ -432,6 +432,12 @@ impl Engine {
             Task::Load { source, sink } => (source, sink),
             Task::Transform(transform) => return self.transform(transform.as_ref(), def, ctx, token).await,
         };
+        if config.skip_load && def.load_type == LoadType::Cdc {
+            return Err(Error::user(
+                "--skip-load does not read cdc pipelines: reading one creates and moves its replication slot; \
+                 runner check checks them without moving anything",
+            ));
+        }
         let stored = self.meta().watermark(def.id).await?;
         // What the destination committed wins: it is what the data holds, even if
         // the run that committed it died before updating the metadata store.
@@ -515,6 +521,8 @@ impl Engine {
                 };
                 // The tests that prove exactly-once end the process here: the
                 // destination has committed; nothing else has recorded it yet.
+                // Debug builds only: a release runner has no such switch.
+                #[cfg(debug_assertions)]
                 if std::env::var_os("WEIR_CRASH_AFTER_COMMIT").is_some_and(|p| p == def.name.as_str()) {
                     std::process::abort();
                 }

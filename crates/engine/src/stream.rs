@@ -80,7 +80,7 @@ impl Engine {
                  first, or pass --force"
             )));
         }
-        let (prepared, redactor) = self.prepare(row).map_err(|(e, _)| e)?;
+        let (prepared, redactor) = self.prepare(row).map_err(|(e, redactor)| e.map_message(|m| redactor.redact(m)))?;
         match &prepared.task {
             Task::Load { source, .. } => source.drop_capture().await.map_err(|e| e.map_message(|m| redactor.redact(m))),
             Task::Transform(_) => Ok(None),

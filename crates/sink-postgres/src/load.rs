@@ -506,23 +506,66 @@ async fn apply_changes(
     .fetch_all(&mut *conn)
     .await
     .map_err(|e| db_error(e, "reading the staged changes"))?;
-    for column in unsent.iter().filter(|c| plan_of(c).is_some()) {
-        let c = quote_ident(column);
-        let sql = format!(
+    let lsn = quote_ident(changes::LSN);
+    for plan in unsent.iter().filter_map(|c| plan_of(c)) {
+        let c = quote_ident(&plan.name);
+        // No delete of the row's key between the change that sent the value and the one that did not.
+        let unbroken = |from: &str, to: &str| {
+            format!(
+                "NOT EXISTS (SELECT 1 FROM _weir_stage b WHERE {} AND b.{op} = 'd' AND b.{seq} > {from}.{seq} \
+                 AND b.{seq} < {to}.{seq})",
+                same_key("b", to, false)
+            )
+        };
+        let sent = |alias: &str| {
+            format!("{alias}.{op} IN ('r', 'c', 'u') AND NOT (coalesce({alias}.{unchanged}, '{{}}') @> ARRAY[$1])")
+        };
+        // The latest earlier change of the same row in this load that sent the value.
+        let same_row = format!(
             "UPDATE _weir_stage s SET {c} = p.v, {unchanged} = array_remove(s.{unchanged}, $1)
              FROM (SELECT DISTINCT ON (s2.{seq}) s2.{seq} AS at, p.{c} AS v
                    FROM _weir_stage s2 JOIN _weir_stage p ON {same} AND p.{seq} < s2.{seq} AND p.{seq} > {after}
-                        AND p.{op} IN ('r', 'c', 'u') AND NOT (coalesce(p.{unchanged}, '{{}}') @> ARRAY[$1])
+                        AND {sent_p} AND {unbroken}
                    WHERE s2.{unchanged} @> ARRAY[$1] AND s2.{seq} > {after}
                    ORDER BY s2.{seq}, p.{seq} DESC) p
              WHERE s.{seq} = p.at",
             same = same_key("p", "s2", false),
+            sent_p = sent("p"),
+            unbroken = unbroken("p", "s2"),
         );
-        sqlx::query(AssertSqlSafe(sql))
-            .bind(column)
-            .execute(&mut *conn)
-            .await
-            .map_err(|e| db_error(e, "filling in values an update left unchanged"))?;
+        // An update that changed the key comes as a delete of the old key and,
+        // right after it at the same position, the new row: the value is the
+        // old row's, from this load or else from the table.
+        let old_row_staged = format!(
+            "UPDATE _weir_stage s SET {c} = p.v, {unchanged} = array_remove(s.{unchanged}, $1)
+             FROM (SELECT DISTINCT ON (s2.{seq}) s2.{seq} AS at, p.{c} AS v
+                   FROM _weir_stage s2
+                   JOIN _weir_stage d ON d.{seq} = s2.{seq} - 1 AND d.{op} = 'd' AND d.{lsn} = s2.{lsn}
+                   JOIN _weir_stage p ON {same} AND p.{seq} < d.{seq} AND p.{seq} > {after} AND {sent_p} AND {unbroken}
+                   WHERE s2.{unchanged} @> ARRAY[$1] AND s2.{seq} > {after}
+                   ORDER BY s2.{seq}, p.{seq} DESC) p
+             WHERE s.{seq} = p.at",
+            same = same_key("p", "d", false),
+            sent_p = sent("p"),
+            unbroken = unbroken("p", "d"),
+        );
+        let from_table = match (plan.cast, plan.pg_type.ends_with("[]")) {
+            (true, true) => format!("t.{c}::text[]"),
+            (true, false) => format!("t.{c}::text"),
+            (false, _) => format!("t.{c}"),
+        };
+        let old_row_table = format!(
+            "UPDATE _weir_stage s SET {c} = {from_table}, {unchanged} = array_remove(s.{unchanged}, $1)
+             FROM _weir_stage d, {target} t
+             WHERE s.{unchanged} @> ARRAY[$1] AND s.{seq} > {after} AND d.{seq} = s.{seq} - 1 AND d.{op} = 'd'
+               AND d.{lsn} = s.{lsn} AND {same}",
+            same = same_key("t", "d", true),
+        );
+        for sql in [&same_row, &old_row_staged, &old_row_table, &same_row] {
+            sqlx::query(AssertSqlSafe(sql.clone())).bind(&plan.name).execute(&mut *conn).await.map_err(|e| {
+                db_error(e, &format!("filling in the values of column `{}` that an update left unchanged", plan.name))
+            })?;
+        }
     }
 
     let key_list: Vec<String> = key.iter().map(|k| quote_ident(k)).collect();

@@ -116,10 +116,7 @@ pub async fn open(source: &PostgresSource, request: &ReadRequest) -> Result<Sour
     let table = request.run_date.render(table)?;
     let relation = describe_table(&mut conn, schema_name, &table).await?;
     source.validate(&relation, None)?;
-    let key: Vec<String> = match config.primary_key.is_empty() {
-        false => config.primary_key.clone(),
-        true => relation.primary_key.clone(),
-    };
+    let key = key_of(&relation, source);
     preflight(&mut conn, &relation, source).await?;
     ensure_publication(&mut conn, &names.publication, &relation).await?;
 
@@ -136,8 +133,26 @@ pub async fn open(source: &PostgresSource, request: &ReadRequest) -> Result<Sour
     let slot = slot_state(&mut conn, &names.slot).await?;
     let resnapshot = config.options.on_slot_lost.unwrap_or_default() == OnSlotLost::Resnapshot;
     let mut warnings = Vec::new();
+    // A slot told more than the destination holds would skip the difference
+    // without a word (the server starts at its confirmed position): a
+    // re-snapshot that died before its commit, or another pipeline on the same slot.
+    let ahead = match (watermark, &slot) {
+        (Some(from), Some(SlotState { confirmed: Some(confirmed), .. })) if *confirmed > from => Some(*confirmed),
+        _ => None,
+    };
+    if let (Some(confirmed), Some(from)) = (ahead, watermark)
+        && !resnapshot
+    {
+        return Err(Error::user(format!(
+            "replication slot `{}` was confirmed up to {confirmed}, past the destination's {from}: the changes in \
+             between would be skipped (another pipeline reads this slot, or a new snapshot died before its commit). \
+             Give each pipeline its own options.slot, or set options.on_slot_lost = 'resnapshot' to copy the table \
+             again",
+            names.slot
+        )));
+    }
     match (watermark, &slot) {
-        (Some(from), Some(state)) if !state.lost => {
+        (Some(from), Some(state)) if !state.lost && ahead.is_none() => {
             let at = (schema_name.clone(), table);
             let mut stream = changes(source, conn, relation, at, key.clone(), names, from).await?;
             stream.primary_key = key;
@@ -153,7 +168,8 @@ pub async fn open(source: &PostgresSource, request: &ReadRequest) -> Result<Sour
             )));
         }
         (Some(from), _) => warnings.push(format!(
-            "replication slot `{}` was lost after {from}; took a new snapshot (options.on_slot_lost = 'resnapshot')",
+            "replication slot `{}` was lost or ahead of the destination after {from}; took a new snapshot \
+             (options.on_slot_lost = 'resnapshot')",
             names.slot
         )),
         (None, _) => {}
@@ -217,7 +233,64 @@ pub(crate) async fn preflight(conn: &mut PgConnection, relation: &Relation, sour
             relation.display, relation.from
         )));
     }
+    // A partitioned table logs its changes under each partition's name, an
+    // inheritance parent under its children's: neither is this table's stream.
+    let (kind, children, identity_columns, nullable): (String, bool, Vec<String>, Vec<String>) = sqlx::query_as(
+        "SELECT c.relkind::text, c.relhassubclass,
+                coalesce((SELECT array_agg(a.attname::text) FROM pg_index i
+                          JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY (i.indkey)
+                          WHERE i.indrelid = c.oid AND (i.indisreplident OR (c.relreplident = 'd' AND i.indisprimary))),
+                         '{}'),
+                coalesce((SELECT array_agg(attname::text) FROM pg_attribute
+                          WHERE attrelid = c.oid AND attnum > 0 AND NOT attisdropped AND NOT attnotnull
+                            AND attname = ANY ($2)), '{}')
+         FROM pg_class c WHERE c.oid = $1::regclass",
+    )
+    .bind(&relation.from)
+    .bind(key_of(relation, source))
+    .fetch_one(&mut *conn)
+    .await
+    .map_err(|e| db_error(e, "reading the table's replica identity"))?;
+    if kind == "p" || children {
+        return Err(Error::user(format!(
+            "table {} is {}; capture its partitions or children as pipelines of their own",
+            relation.display,
+            if kind == "p" {
+                "partitioned, and its changes are logged under its partitions' names"
+            } else {
+                "a parent of inherited tables, whose changes are logged under their own names"
+            }
+        )));
+    }
+    // The mirror applies deletes and key changes by its key: the log must carry it.
+    let key = key_of(relation, source);
+    if identity != "f"
+        && let Some(missing) = key.iter().find(|k| !identity_columns.contains(k))
+    {
+        return Err(Error::user(format!(
+            "primary_key column `{missing}` is not in the replica identity of {} ({}), so a delete would not say \
+             which mirrored row it removes; use the table's key, or log whole rows: ALTER TABLE {} REPLICA IDENTITY FULL",
+            relation.display,
+            identity_columns.join(", "),
+            relation.from
+        )));
+    }
+    if let Some(column) = nullable.first() {
+        return Err(Error::user(format!(
+            "primary_key column `{column}` of {} may be NULL, and a NULL never matches a mirrored row; key the \
+             mirror by NOT NULL columns",
+            relation.display
+        )));
+    }
     Ok(())
+}
+
+/// The columns the mirror is keyed by: the controller row's, else the table's primary key.
+fn key_of(relation: &Relation, source: &PostgresSource) -> Vec<String> {
+    match source.config().primary_key.is_empty() {
+        false => source.config().primary_key.clone(),
+        true => relation.primary_key.clone(),
+    }
 }
 
 /// Create the publication, or add the table to it.
@@ -234,7 +307,7 @@ async fn ensure_publication(conn: &mut PgConnection, publication: &str, relation
     .await
     .map_err(|e| db_error(e, "reading the publication"))?;
     let sql = match (exists, has_table) {
-        (_, true) => return Ok(()),
+        (_, true) => return check_publication(conn, publication, relation).await,
         (false, _) => format!("CREATE PUBLICATION {} FOR TABLE {}", quote_ident(publication), relation.from),
         (true, false) => format!("ALTER PUBLICATION {} ADD TABLE {}", quote_ident(publication), relation.from),
     };
@@ -248,24 +321,53 @@ async fn ensure_publication(conn: &mut PgConnection, publication: &str, relation
     Ok(())
 }
 
+/// A publication that leaves out operations, rows or columns would narrow the
+/// stream without a word: refuse it, naming what it leaves out.
+async fn check_publication(conn: &mut PgConnection, publication: &str, relation: &Relation) -> Result<()> {
+    let narrowed: Option<String> = sqlx::query_scalar(
+        "SELECT concat_ws(', ',
+                  CASE WHEN NOT p.pubinsert THEN 'inserts' END, CASE WHEN NOT p.pubupdate THEN 'updates' END,
+                  CASE WHEN NOT p.pubdelete THEN 'deletes' END, CASE WHEN NOT p.pubtruncate THEN 'truncates' END,
+                  CASE WHEN (to_jsonb(r) ->> 'prqual') IS NOT NULL THEN 'rows (a WHERE filter)' END,
+                  CASE WHEN (to_jsonb(r) ->> 'prattrs') IS NOT NULL THEN 'columns (a column list)' END)
+         FROM pg_publication p LEFT JOIN pg_publication_rel r ON r.prpubid = p.oid AND r.prrelid = $2::regclass
+         WHERE p.pubname = $1",
+    )
+    .bind(publication)
+    .bind(&relation.from)
+    .fetch_optional(&mut *conn)
+    .await
+    .map_err(|e| db_error(e, "reading the publication"))?;
+    match narrowed.filter(|n| !n.is_empty()) {
+        Some(what) => Err(Error::user(format!(
+            "publication `{publication}` leaves out {what} of {}: the mirror would silently differ from the table; \
+             name a publication that publishes everything in options.publication",
+            relation.display
+        ))),
+        None => Ok(()),
+    }
+}
+
 struct SlotState {
     active: bool,
     pid: Option<i32>,
     lost: bool,
+    /// What the slot was told the destination holds.
+    confirmed: Option<Lsn>,
 }
 
 async fn slot_state(conn: &mut PgConnection, slot: &str) -> Result<Option<SlotState>> {
-    type Row = (bool, Option<i32>, Option<String>, Option<String>, Option<String>, bool);
+    type Row = (bool, Option<i32>, Option<String>, Option<String>, Option<String>, bool, Option<String>);
     let row: Option<Row> = sqlx::query_as(
         "SELECT active, active_pid, to_jsonb(s) ->> 'wal_status', plugin::text, database::text,
-                database = current_database()
+                database = current_database(), confirmed_flush_lsn::text
          FROM pg_replication_slots s WHERE slot_name = $1",
     )
     .bind(slot)
     .fetch_optional(&mut *conn)
     .await
     .map_err(|e| db_error(e, &format!("reading replication slot `{slot}`")))?;
-    let Some((active, pid, wal_status, plugin, database, here)) = row else { return Ok(None) };
+    let Some((active, pid, wal_status, plugin, database, here, confirmed)) = row else { return Ok(None) };
     if !here || plugin.as_deref() != Some("pgoutput") {
         return Err(Error::user(format!(
             "replication slot `{slot}` exists for {} with plugin {}; a cdc pipeline needs its own pgoutput slot in \
@@ -274,7 +376,8 @@ async fn slot_state(conn: &mut PgConnection, slot: &str) -> Result<Option<SlotSt
             plugin.unwrap_or_else(|| "none".to_owned())
         )));
     }
-    Ok(Some(SlotState { active, pid, lost: wal_status.as_deref() == Some("lost") }))
+    let confirmed = confirmed.as_deref().and_then(Lsn::parse);
+    Ok(Some(SlotState { active, pid, lost: wal_status.as_deref() == Some("lost"), confirmed }))
 }
 
 /// The first run: a new slot, and the table as of its consistent point.
@@ -347,6 +450,9 @@ struct Table {
     columns: Vec<crate::types::Column>,
     /// The key columns' indexes: an update that changes them deletes the old row.
     key: Vec<usize>,
+    /// Where to ask the catalog about a column the read does not know.
+    connection: weir_core::ConnectionUrl,
+    regclass: String,
 }
 
 /// A later run: the changes committed between the watermark and the server's
@@ -371,6 +477,8 @@ async fn changes(
         name: table_name,
         display: relation.display.clone(),
         key: key.iter().filter_map(|k| relation.columns.iter().position(|c| &c.name == k)).collect(),
+        connection: source.connection().clone(),
+        regclass: relation.from.clone(),
         columns: relation.columns,
     };
     let schema = schema(&table.columns);
@@ -415,7 +523,28 @@ async fn changes(
             }
         }
     });
-    let batches = futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|b| (b, rx)) }).boxed();
+    // Every batch but the last carries the start: a read that ends without its
+    // last batch (its task died) must not look like a complete one.
+    let start = from.to_string();
+    let batches = futures::stream::unfold((rx, false), move |(mut rx, ended)| {
+        let start = start.clone();
+        async move {
+            match rx.recv().await {
+                Some(item) => {
+                    let last = match &item {
+                        Ok(b) => b.position.watermark.as_deref() != Some(start.as_str()),
+                        Err(_) => true,
+                    };
+                    Some((item, (rx, ended || last)))
+                }
+                None if ended => None,
+                None => {
+                    Some((Err(Error::internal("the change reader stopped before the end of its read")), (rx, true)))
+                }
+            }
+        }
+    })
+    .boxed();
     Ok(SourceStream::new(schema, batches))
 }
 
@@ -454,8 +583,7 @@ async fn read_changes(
     // Relation id → where each of our columns sits in its tuples; `None`: another table.
     let mut relations: HashMap<u32, Option<Vec<Option<usize>>>> = HashMap::new();
     for (id, rel) in &stream.relations {
-        let ours = rel.schema == table.schema && rel.name == table.name;
-        relations.insert(*id, ours.then(|| columns_of(table, rel)).transpose()?);
+        relations.insert(*id, map_relation(table, rel).await?);
     }
     let mut current: Option<Tx> = None;
     let mut changes_sent = 0u64;
@@ -509,8 +637,7 @@ async fn read_changes(
                 }
             }
             Message::Relation(rel) => {
-                let ours = rel.schema == table.schema && rel.name == table.name;
-                relations.insert(rel.id, ours.then(|| columns_of(table, &rel)).transpose()?);
+                relations.insert(rel.id, map_relation(table, &rel).await?);
                 stream.relations.insert(rel.id, rel);
             }
             Message::Insert { relation, new } => {
@@ -524,9 +651,19 @@ async fn read_changes(
                 if let (Some(tx), Some(Some(map))) = (&current, relations.get(&relation))
                     && !tx.skip
                 {
-                    let new_values = values(map, &new);
+                    let mut new_values = values(map, &new);
                     if let Some(old) = &old {
                         let old_values = values(map, old);
+                        // With REPLICA IDENTITY FULL the old row is whole: it
+                        // has the values an update did not send.
+                        let full = stream.relations.get(&relation).is_some_and(|r| r.identity == b'f');
+                        if full {
+                            for (new, old) in new_values.iter_mut().zip(&old_values) {
+                                if matches!(new, Some(Value::Unchanged)) && !matches!(old, Some(Value::Unchanged)) {
+                                    *new = *old;
+                                }
+                            }
+                        }
                         // A changed key: the row under the old key is gone.
                         if table.key.iter().any(|&k| old_values[k] != new_values[k]) {
                             batcher.push(op::DELETE, &old_values, meta(tx))?;
@@ -580,19 +717,45 @@ async fn read_changes(
     Ok(None)
 }
 
-/// Where each of the table's columns sits in a relation's tuples. A column
-/// the read does not know (added since it started) stops it, to be read again
-/// with the new column. A retyped column's values are read as its type today:
-/// one that type cannot read fails naming the column, and so does a
-/// destination column that cannot take the new type.
-fn columns_of(table: &Table, rel: &pgoutput::Relation) -> Result<Vec<Option<usize>>> {
-    if let Some(added) = rel.columns.iter().find(|r| !table.columns.iter().any(|c| c.name == r.name)) {
-        return Err(Error::transient(format!(
-            "{} gained column `{}` while the changes were read; the next attempt reads it",
-            table.display, added.name
-        )));
+/// Where each of the table's columns sits in a relation's tuples. A retyped
+/// column's values are read as its type today: one that type cannot read
+/// fails naming the column, and so does a destination column that cannot take
+/// the new type. Columns the read does not know come back by name.
+fn columns_of(table: &Table, rel: &pgoutput::Relation) -> (Vec<Option<usize>>, Vec<String>) {
+    let unknown =
+        rel.columns.iter().filter(|r| !table.columns.iter().any(|c| c.name == r.name)).map(|r| r.name.clone());
+    let map = table.columns.iter().map(|c| rel.columns.iter().position(|r| r.name == c.name)).collect();
+    (map, unknown.collect())
+}
+
+/// A relation the server describes, as the read maps it: `None` for another
+/// table. A column the read does not know was added since it began (the
+/// catalog has it: the read stops, to be read again with it) or was dropped or
+/// renamed since the change was logged (the catalog has it no more: ignored).
+async fn map_relation(table: &Table, rel: &pgoutput::Relation) -> Result<Option<Vec<Option<usize>>>> {
+    if rel.schema != table.schema || rel.name != table.name {
+        return Ok(None);
     }
-    Ok(table.columns.iter().map(|c| rel.columns.iter().position(|r| r.name == c.name)).collect())
+    let (map, unknown) = columns_of(table, rel);
+    if !unknown.is_empty() {
+        let mut conn = crate::source::connect(&table.connection).await?;
+        let added: Option<String> = sqlx::query_scalar(
+            "SELECT attname::text FROM pg_attribute WHERE attrelid = $1::regclass AND attname = ANY ($2)
+             AND NOT attisdropped LIMIT 1",
+        )
+        .bind(&table.regclass)
+        .bind(&unknown)
+        .fetch_optional(&mut conn)
+        .await
+        .map_err(|e| db_error(e, "reading the table's columns"))?;
+        if let Some(column) = added {
+            return Err(Error::transient(format!(
+                "{} gained column `{column}` while the changes were read; the next attempt reads it",
+                table.display
+            )));
+        }
+    }
+    Ok(Some(map))
 }
 
 fn values<'a>(map: &[Option<usize>], tuple: &'a [Value]) -> Vec<Option<&'a Value>> {

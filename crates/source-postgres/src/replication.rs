@@ -53,6 +53,9 @@ pub struct ReplicationConn {
     display: String,
 }
 
+/// How long a streaming connection may stay silent before it counts as gone.
+const SILENCE: std::time::Duration = std::time::Duration::from_secs(150);
+
 /// Microseconds from 1970 to PostgreSQL's epoch, 2000-01-01.
 const EPOCH_MICROS: i64 = 946_684_800_000_000;
 
@@ -229,11 +232,27 @@ impl ReplicationConn {
         }
     }
 
-    /// The next message of the stream; `None` when the server ends it.
+    /// The next message of the stream; `None` when the server ends it. A
+    /// server asks for a reply every `wal_sender_timeout / 2` (30 s by
+    /// default): silence for [`SILENCE`] means the connection is gone.
     pub async fn next(&mut self) -> Result<Option<Streamed>> {
         loop {
-            let (kind, mut body) = self.read().await?;
+            let (kind, mut body) = tokio::time::timeout(SILENCE, self.read()).await.map_err(|_| {
+                Error::transient(format!(
+                    "the replication connection to {} was silent for {} s",
+                    self.display,
+                    SILENCE.as_secs()
+                ))
+            })??;
+            let short = |body: &BytesMut, need: usize| body.len() < need;
             match kind {
+                b'd' if short(&body, 1) => {}
+                b'd' if body[0] == b'w' && short(&body, 25) => {
+                    return Err(Error::internal("an XLogData message is cut short"));
+                }
+                b'd' if body[0] == b'k' && short(&body, 18) => {
+                    return Err(Error::internal("a keepalive message is cut short"));
+                }
                 b'd' => match body.first() {
                     Some(b'w') => {
                         body.advance(1);
@@ -278,9 +297,10 @@ impl ReplicationConn {
         self.send(b'c', &[]).await?; // CopyDone
         let wait = async {
             loop {
-                match self.read().await?.0 {
+                let (kind, body) = self.read().await?;
+                match kind {
                     b'Z' => return Ok(()),
-                    b'E' => return Err(Error::transient("the server refused to end the change stream")),
+                    b'E' => return Err(self.server_error(&body, "ending the change stream")),
                     _ => {} // the rest of the stream, CopyDone, CommandComplete
                 }
             }
@@ -333,7 +353,8 @@ impl ReplicationConn {
             }
         }
         let text = format!("{doing}: {message} (SQLSTATE {code})");
-        if code.starts_with("08") || code.starts_with("57P") {
+        // 55006: the slot is active (an old walsender not yet gone); 53300: no free WAL sender.
+        if code.starts_with("08") || code.starts_with("57P") || code == "55006" || code == "53300" {
             Error::transient(text)
         } else if code == "42501" || code == "28000" || code == "28P01" {
             Error::external(text)

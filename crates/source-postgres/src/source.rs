@@ -61,6 +61,7 @@ impl PostgresOptions {
         "publication",
         "on_slot_lost",
         "commit_rows",
+        "slot_warn_mb",
     ];
     const DEFAULT_BATCH_SIZE: usize = 50_000;
 }
@@ -114,13 +115,7 @@ impl PostgresSource {
     }
 
     pub(crate) async fn connect(&self) -> Result<PgConnection> {
-        let options = PgConnectOptions::from_str(self.connection.expose())
-            .map_err(|e| Error::user(format!("source connection {} is not valid: {e}", self.connection)))?
-            .application_name("weir")
-            .disable_statement_logging();
-        PgConnection::connect_with(&options)
-            .await
-            .map_err(|e| db_error(e, &format!("connecting to {}", self.connection)))
+        connect(&self.connection).await
     }
 
     async fn describe(&self, conn: &mut PgConnection, run_date: RunDate) -> Result<Relation> {
@@ -221,6 +216,15 @@ impl PostgresSource {
         }
         Ok(warnings)
     }
+}
+
+/// A connection to the source database.
+pub(crate) async fn connect(connection: &ConnectionUrl) -> Result<PgConnection> {
+    let options = PgConnectOptions::from_str(connection.expose())
+        .map_err(|e| Error::user(format!("source connection {connection} is not valid: {e}")))?
+        .application_name("weir")
+        .disable_statement_logging();
+    PgConnection::connect_with(&options).await.map_err(|e| db_error(e, &format!("connecting to {connection}")))
 }
 
 fn schema_of(columns: &[Column]) -> SchemaRef {

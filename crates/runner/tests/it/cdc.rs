@@ -181,6 +181,9 @@ async fn a_snapshot_then_every_insert_update_delete_and_truncate_reach_the_mirro
     let quiet = h.last_audit("cdc_items").await;
     assert_eq!(quiet.records_processed, Some(0));
     assert_ne!(quiet.watermark_after, h.audits("cdc_items").await[3].watermark_after);
+    // A quiet Delta MERGE commits nothing of its own: the position is committed all the same,
+    // or the slot (confirmed past it) would stop the next run.
+    h.run_ok("20250402").await;
 
     // Operating it: the slot's WAL in check, pipelines and slots; dropped only on purpose.
     let check = h.runner(&["check", "--pipeline", "cdc_items"]).await;
@@ -527,5 +530,29 @@ async fn an_added_column_reaches_the_mirror_and_a_retyped_one_fails_naming_it() 
     assert_ne!(run.code, 0);
     let error = h.last_audit("cdc_schema_items").await.error;
     assert!(error.contains("`price`"), "{error}");
+    drop_slot(&src, &slot).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_update_that_changes_the_key_keeps_the_values_it_did_not_send() {
+    let mut h = Harness::new("cdc_key_toast").await;
+    let src = source(&mut h, "cdc_key_toast_src", ITEMS).await;
+    let slot = cdc_pipeline(&h, "cdc_kt_items", "public.items", "").await;
+    h.run_ok(D1).await;
+    // 7's big value changes in this load, then its key; 1's big value is only in the mirror.
+    sql(
+        &src,
+        "UPDATE items SET big = repeat('z', 80000) WHERE id = 7;
+         UPDATE items SET id = 2000 WHERE id = 7;
+         UPDATE items SET id = 3000 WHERE id = 1;
+         UPDATE items SET price = 3 WHERE id = 3000",
+    )
+    .await;
+    h.run_ok(D2).await;
+    assert_mirrors(&src, &h, "items", "bronze.cdc_kt_items").await;
+    let bigs = h
+        .rows("SELECT id::text, left(big, 1) || length(big) FROM bronze.cdc_kt_items WHERE big IS NOT NULL ORDER BY id")
+        .await;
+    assert_eq!(bigs, [["2000", "z80000"], ["3000", "x100000"]].map(|r| r.map(str::to_owned)));
     drop_slot(&src, &slot).await;
 }
