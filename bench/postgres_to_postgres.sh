@@ -42,16 +42,25 @@ for rows in "${rows_list[@]}"; do
     INSERT INTO controller (name, source_type, source_connection, source_table, destination_connection,
                             schema_name, destination_table, load_type, options) VALUES
       ('one', 'postgres', 'src', 'public.bench_snap', 'dst', 'bench', 'weir_one', 'full', '{}'),
-      ('two', 'postgres', 'src', 'public.bench_snap', 'dst', 'bench', 'weir_two', 'full', '{\"parallelism\": 2}')"
-  psql -q "$dst" -c "DROP SCHEMA IF EXISTS bench CASCADE" -c "DROP TABLE IF EXISTS public.bench_psql, public.bench_sling"
+      ('two', 'postgres', 'src', 'public.bench_snap', 'dst', 'bench', 'weir_two', 'full', '{\"parallelism\": 2}');
+    INSERT INTO controller (name, source_type, source_connection, source_table, destination_connection,
+                            schema_name, destination_table, load_type, primary_key) VALUES
+      ('keyed', 'postgres', 'src', 'public.bench_snap', 'dst', 'bench', 'weir_keyed', 'full', '{id}')"
+  psql -q "$dst" -c "DROP SCHEMA IF EXISTS bench CASCADE" \
+    -c "DROP TABLE IF EXISTS public.bench_psql, public.bench_psql_nokey, public.bench_sling"
 
+  # The pipe into a table with the source's primary key, and into one without (as Weir's and
+  # Sling's tables are, unless the controller row names a primary_key).
   read -r s m < <(measure bench/peers/psql_copy_pipe.sh "$src" public.bench_snap "$dst" public.bench_psql)
-  row "$rows" "psql \\copy binary pipe" "$s" "$m"
-  for name in one two; do
+  row "$rows" "psql \\copy binary pipe, primary key" "$s" "$m"
+  read -r s m < <(measure env WITH_PK=0 bench/peers/psql_copy_pipe.sh "$src" public.bench_snap "$dst" public.bench_psql_nokey)
+  row "$rows" "psql \\copy binary pipe, no key" "$s" "$m"
+  for name in one two keyed; do
     read -r s m < <(measure "$bin/runner" --date 20250323 --no-progress --pipeline "$name")
     got=$(psql -Atq "$dst" -c "SELECT count(*) FROM bench.weir_$name")
     [[ $got == "$rows" ]] || { echo "weir $name copied $got rows, not $rows" >&2; exit 1; }
     label="Weir (runner)"; [[ $name == two ]] && label="Weir, parallelism 2"
+    [[ $name == keyed ]] && label="Weir, primary_key (a keyed table)"
     row "$rows" "$label" "$s" "$m"
   done
   read -r s m < <(measure bench/peers/sling_pg_to_pg.sh "$src" public.bench_snap "$dst" public.bench_sling)
