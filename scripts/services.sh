@@ -73,6 +73,27 @@ pgplain() {
   echo "export WEIR_TEST_PG_PLAIN_URL=postgres://postgres@127.0.0.1:5433/postgres"
 }
 
+# A third cluster, `restart`, on 5434, with logical decoding: the tests restart it
+# under a running change stream (the shared server would take the other tests down).
+pgrestart() {
+  local version
+  version=$(ls /etc/postgresql | sort -V | tail -n1)
+  if ! port_open 5434; then
+    if [[ ! -d /etc/postgresql/$version/restart ]]; then
+      say "creating PostgreSQL cluster $version/restart on port 5434 (wal_level = logical)"
+      pg_createcluster "$version" restart -p 5434 >&2
+      sed -i -E 's/^(host\s+all\s+all\s+(127\.0\.0\.1\/32|::1\/128)\s+)\S+/\1trust/' \
+        "/etc/postgresql/$version/restart/pg_hba.conf"
+      printf 'wal_level = logical\nmax_replication_slots = 10\nmax_wal_senders = 10\n' \
+        >>"/etc/postgresql/$version/restart/postgresql.conf"
+    fi
+    pg_ctlcluster --skip-systemctl-redirect "$version" restart start >&2
+  fi
+  wait_port 5434 "PostgreSQL, cluster restart"
+  echo "export WEIR_TEST_PG_RESTART_URL=postgres://postgres@127.0.0.1:5434/postgres"
+  echo "export WEIR_TEST_PG_RESTART_CLUSTER='$version restart'"
+}
+
 mariadb() {
   if ! port_open 3306; then
     [[ -x /usr/sbin/mariadbd ]] || apt_install mariadb-server mariadb-client
@@ -146,7 +167,7 @@ services=("$@")
 [[ ${#services[@]} -gt 0 ]] || services=(postgres mariadb s3 smtp deltalake dbt)
 for s in "${services[@]}"; do
   case "$s" in
-    postgres|pgplain|mariadb|s3|smtp|deltalake|dbt) "$s" ;;
-    *) say "unknown service '$s' (known: postgres pgplain mariadb s3 smtp deltalake dbt)"; exit 2 ;;
+    postgres|pgplain|pgrestart|mariadb|s3|smtp|deltalake|dbt) "$s" ;;
+    *) say "unknown service '$s' (known: postgres pgplain pgrestart mariadb s3 smtp deltalake dbt)"; exit 2 ;;
   esac
 done

@@ -556,3 +556,51 @@ async fn an_update_that_changes_the_key_keeps_the_values_it_did_not_send() {
     assert_eq!(bigs, [["2000", "z80000"], ["3000", "x100000"]].map(|r| r.map(str::to_owned)));
     drop_slot(&src, &slot).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_source_server_restarted_under_a_stream_is_reconnected_and_nothing_is_lost() {
+    let mut h = Harness::new("cdc_restart").await;
+    let server = std::env::var("WEIR_TEST_PG_RESTART_URL")
+        .expect("WEIR_TEST_PG_RESTART_URL: a server of its own to restart (scripts/services.sh pgrestart)");
+    let cluster = std::env::var("WEIR_TEST_PG_RESTART_CLUSTER").expect("WEIR_TEST_PG_RESTART_CLUSTER");
+    let admin = PgPool::connect(&server).await.expect("the restartable server");
+    // Slots of earlier runs would keep their databases and WAL.
+    sql(&admin, "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE NOT active").await;
+    let db = format!("weir_t_restart_{}", suffix());
+    sql(&admin, &format!("CREATE DATABASE {db}")).await;
+    admin.close().await;
+    let mut url = url::Url::parse(&server).expect("url");
+    url.set_path(&format!("/{db}"));
+    let src = PgPool::connect(url.as_str()).await.expect("the source database");
+    sql(&src, ITEMS).await;
+    h.set_env("WEIR_CONN_SRC", url.as_str());
+    let slot = cdc_pipeline(&h, "cdc_restart_items", "public.items", r#""commit_interval": "200ms""#).await;
+
+    let stream = h.spawn(&["stream"]);
+    eventually(&h.pool, "SELECT count(*) = 50 FROM bronze.cdc_restart_items", 30).await;
+    sql(&src, "INSERT INTO items SELECT i, 'before', NULL, 1, NULL, NULL FROM generate_series(100, 109) i").await;
+    eventually(&h.pool, "SELECT count(*) = 60 FROM bronze.cdc_restart_items", 30).await;
+    src.close().await;
+
+    let mut ctl = vec!["--skip-systemctl-redirect"];
+    ctl.extend(cluster.split_whitespace());
+    ctl.push("restart");
+    let restarted = std::process::Command::new("pg_ctlcluster").args(&ctl).status().expect("pg_ctlcluster");
+    assert!(restarted.success(), "restarting the source server");
+    let src = PgPool::connect(url.as_str()).await.expect("the source database, restarted");
+    sql(&src, "INSERT INTO items SELECT i, 'after', NULL, 1, NULL, NULL FROM generate_series(200, 209) i; DELETE FROM items WHERE id = 100").await;
+    eventually(&h.pool, "SELECT count(*) = 69 FROM bronze.cdc_restart_items", 90).await;
+
+    crate::harness::signal(&stream, "-TERM");
+    let stopped = crate::harness::finish(stream).await;
+    assert_eq!(stopped.code, 0, "{}", stopped.all());
+    assert!(stopped.stderr.contains("resuming from the committed position"), "{}", stopped.stderr);
+    assert_mirrors(&src, &h, "items", "bronze.cdc_restart_items").await;
+    let audits = h.audits("cdc_restart_items").await;
+    assert_eq!(audits.len(), 1, "one session: {audits:?}");
+    assert_eq!(audits[0].status, "success");
+    drop_slot(&src, &slot).await;
+    src.close().await;
+    let admin = PgPool::connect(&server).await.expect("the restartable server");
+    sql(&admin, &format!("DROP DATABASE {db} WITH (FORCE)")).await;
+}
