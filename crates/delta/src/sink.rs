@@ -19,9 +19,11 @@
 //! or fails with a retryable error that the engine retries.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use arrow::array::RecordBatch;
+use arrow::array::{Array, AsArray, RecordBatch, StringArray};
+use arrow::datatypes::Int64Type;
 use arrow::datatypes::{DataType, Field, Schema};
 use datafusion::catalog::streaming::StreamingTable;
 use datafusion::common::Column;
@@ -368,8 +370,9 @@ impl Sink for DeltaSink {
                  change instead",
             ));
         }
+        let unsent_after_key_change = Arc::new(AtomicU64::new(0));
         let (input, truncate_first) = match mirror {
-            true => guard_truncates(input).await,
+            true => guard_truncates(input, unsent_after_key_change.clone()).await,
             false => (input, false),
         };
         let source_schema = match (run_date, mirror) {
@@ -447,6 +450,10 @@ impl Sink for DeltaSink {
         let mut counts = std::collections::BTreeMap::new();
         if p.truncated_nanoseconds > 0 {
             counts.insert(weir_core::narrow::counts::TRUNCATED_NANOSECONDS, p.truncated_nanoseconds);
+        }
+        let unsent = unsent_after_key_change.load(Ordering::Relaxed);
+        if unsent > 0 {
+            counts.insert("unchanged_values_missing", unsent);
         }
         Ok(LoadOutcome {
             rows_written,
@@ -558,10 +565,13 @@ impl DeltaSink {
 /// A truncate anywhere else fails the load (a MERGE is planned before it
 /// reads), naming what to do; the source starts a new read at each truncate
 /// transaction, so this is a transaction that changed the table and then truncated it.
-async fn guard_truncates(mut input: SourceStream) -> (SourceStream, bool) {
+/// `unsent_after_key_change` counts updates that changed the key and did not
+/// send some value: the mirror writes NULL there (it does not look up the old
+/// key's row), and `audit.details` says so.
+async fn guard_truncates(mut input: SourceStream, unsent_after_key_change: Arc<AtomicU64>) -> (SourceStream, bool) {
     let is_truncate = |b: &RecordBatch, i: usize| {
         b.column_by_name(changes::OP)
-            .and_then(|c| c.as_any().downcast_ref::<arrow::array::StringArray>().map(|a| a.value(i) == "t"))
+            .and_then(|c| c.as_any().downcast_ref::<StringArray>().map(|a| a.value(i) == "t"))
             .unwrap_or(false)
     };
     // Fused: the head may have read it to its end.
@@ -579,10 +589,27 @@ async fn guard_truncates(mut input: SourceStream) -> (SourceStream, bool) {
     let head = first.unwrap_or_default();
     let truncate_first = matches!(head.last(), Some(Ok(b)) if b.batch.num_rows() > 0 && is_truncate(&b.batch, 0));
     let mut row = 0usize;
+    // The previous row's operation and position: a key change is a delete and,
+    // at the same position, the new row.
+    let mut previous: Option<(bool, i64)> = None;
     input.batches = futures::stream::iter(head)
         .chain(batches)
         .map(move |item| {
             let b = item?;
+            let ops =
+                b.batch.column_by_name(changes::OP).and_then(|c| c.as_any().downcast_ref::<StringArray>().cloned());
+            let lsns = b.batch.column_by_name(changes::LSN).and_then(|c| c.as_primitive_opt::<Int64Type>().cloned());
+            let unsent = b.batch.column_by_name(changes::UNCHANGED).and_then(|c| c.as_list_opt::<i32>().cloned());
+            if let (Some(ops), Some(lsns), Some(unsent)) = (ops, lsns, unsent) {
+                for i in 0..b.batch.num_rows() {
+                    let (op, lsn) = (ops.value(i), lsns.value(i));
+                    let partial = unsent.is_valid(i) && !unsent.value(i).is_empty();
+                    if op == "u" && partial && previous == Some((true, lsn)) {
+                        unsent_after_key_change.fetch_add(1, Ordering::Relaxed);
+                    }
+                    previous = Some((op == "d", lsn));
+                }
+            }
             for i in 0..b.batch.num_rows() {
                 if row + i > 0 && is_truncate(&b.batch, i) {
                     return Err(Error::user(

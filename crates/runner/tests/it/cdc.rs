@@ -538,6 +538,12 @@ async fn an_update_that_changes_the_key_keeps_the_values_it_did_not_send() {
     let mut h = Harness::new("cdc_key_toast").await;
     let src = source(&mut h, "cdc_key_toast_src", ITEMS).await;
     let slot = cdc_pipeline(&h, "cdc_kt_items", "public.items", "").await;
+    let lake_slot = cdc_pipeline(&h, "cdc_kt_lake", "public.items", "").await;
+    sql(
+        &h.pool,
+        "UPDATE controller SET destination_type = 'delta', destination_connection = 'lake' WHERE name = 'cdc_kt_lake'",
+    )
+    .await;
     h.run_ok(D1).await;
     // 7's big value changes in this load, then its key; 1's big value is only in the mirror.
     sql(
@@ -554,7 +560,13 @@ async fn an_update_that_changes_the_key_keeps_the_values_it_did_not_send() {
         .rows("SELECT id::text, left(big, 1) || length(big) FROM bronze.cdc_kt_items WHERE big IS NOT NULL ORDER BY id")
         .await;
     assert_eq!(bigs, [["2000", "z80000"], ["3000", "x100000"]].map(|r| r.map(str::to_owned)));
+    // A Delta mirror does not look the old key's row up: it says what it could not keep.
+    let details = h
+        .rows("SELECT details->>'unchanged_values_missing' FROM audit WHERE pipeline_name = 'cdc_kt_lake' ORDER BY audit_id DESC LIMIT 1")
+        .await;
+    assert_eq!(details, [["2"]]);
     drop_slot(&src, &slot).await;
+    drop_slot(&src, &lake_slot).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
