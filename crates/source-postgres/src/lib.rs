@@ -8,6 +8,11 @@
 //! load reads keyset pages ordered by (watermark, key) past the stored
 //! watermark; `options.parallelism` reads key ranges on several connections
 //! sharing one exported snapshot. Types map as [`types`] documents.
+//!
+//! `load_type = 'cdc'` reads a table's changes from a logical replication
+//! slot instead (`cdc.rs`): a snapshot at the slot's consistent point, then
+//! every change, over Weir's own replication connection ([`replication`]),
+//! decoded from pgoutput ([`pgoutput`]) into Arrow change rows (`changes.rs`).
 
 mod cdc;
 mod changes;
