@@ -42,6 +42,9 @@ pub struct SlotReport {
     pub pipeline: String,
     pub active: bool,
     pub status: Result<CaptureStatus>,
+    /// Other pipelines that read the same slot of the same source connection:
+    /// each would confirm the others' positions, so a slot serves one pipeline.
+    pub shared_with: Vec<String>,
 }
 
 impl Engine {
@@ -61,9 +64,23 @@ impl Engine {
                 },
                 Err((e, redactor)) => Err(e.map_message(|m| redactor.redact(m))),
             };
-            out.push(SlotReport { pipeline: row.name.clone(), active: row.active, status });
+            out.push((
+                row.source_connection.clone(),
+                SlotReport { pipeline: row.name.clone(), active: row.active, status, shared_with: Vec::new() },
+            ));
         }
-        Ok(out)
+        let slot_of =
+            |(conn, r): &(Option<String>, SlotReport)| r.status.as_ref().ok().map(|s| (conn.clone(), s.slot.clone()));
+        let owners: Vec<_> = out.iter().map(|r| (slot_of(r), r.1.pipeline.clone())).collect();
+        for entry in &mut out {
+            let mine = slot_of(entry);
+            entry.1.shared_with = owners
+                .iter()
+                .filter(|(slot, name)| mine.is_some() && *slot == mine && *name != entry.1.pipeline)
+                .map(|(_, name)| name.clone())
+                .collect();
+        }
+        Ok(out.into_iter().map(|(_, r)| r).collect())
     }
 
     /// Drop the replication slot of `pipeline`, which must be inactive (or `force`).

@@ -338,6 +338,22 @@ async fn capture_faults_name_their_cause_and_the_run_goes_on() {
     let run = h.runner(&["--date", D3, "--pipeline", "cdc_lost"]).await;
     assert_eq!(run.code, 0, "{}", run.all());
     assert_mirrors(&src, &h, "items", "bronze.cdc_lost").await;
+
+    // A second pipeline on the same slot would confirm the first one's position: check says so.
+    pipeline(
+        &h,
+        "cdc_twin",
+        "public.items",
+        &[("load_type", "'cdc'"), ("active", "false"), ("options", &format!(r#"'{{"slot": "{lost}"}}'"#))],
+    )
+    .await;
+    let check = h.runner(&["check", "--pipeline", "cdc_lost", "--pipeline", "cdc_twin"]).await;
+    assert_eq!(check.code, 1, "{}", check.all());
+    assert!(
+        check.stdout.contains(&format!("FAILED  cdc_lost: replication slot {lost} is also read by pipeline cdc_twin")),
+        "{}",
+        check.stdout
+    );
     drop_slot(&src, &lost).await;
     let _ = (nokey, norepl);
     sql(&src, &format!("DROP OWNED BY {role}; DROP ROLE {role}")).await;
