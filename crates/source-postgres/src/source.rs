@@ -180,7 +180,14 @@ impl PostgresSource {
         let mut receivers = Vec::with_capacity(range_conds.len());
         for (conn, extra) in std::iter::once(conn).chain(others).zip(range_conds) {
             let (tx, rx) = mpsc::channel(RANGE_QUEUE);
-            tokio::spawn(read_range(conn, plan.clone(), extra, tx));
+            // A range whose task died must not look like a range read to its end.
+            let watch = tx.clone();
+            let reader = tokio::spawn(read_range(conn, plan.clone(), extra, tx));
+            tokio::spawn(async move {
+                if let Err(e) = reader.await {
+                    let _ = watch.send(Err(Error::internal(format!("a range reader stopped: {e}")))).await;
+                }
+            });
             receivers
                 .push(futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|c| (c, rx)) }).boxed());
         }
