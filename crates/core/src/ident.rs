@@ -52,6 +52,12 @@ pub fn quote_ident(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
 }
 
+/// Quote text as a SQL string literal, doubling embedded quotes (for a server
+/// with `standard_conforming_strings` on, PostgreSQL's default).
+pub fn quote_literal(text: &str) -> String {
+    format!("'{}'", text.replace('\'', "''"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

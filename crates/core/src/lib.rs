@@ -23,7 +23,7 @@ pub mod watermark;
 pub use connection::{ConnectionUrl, Redactor, Secret};
 pub use date::RunDate;
 pub use error::{Domain, Error, Result};
-pub use ident::{Ident, quote_ident};
+pub use ident::{Ident, quote_ident, quote_literal};
 pub use pipeline::{ControllerRow, LoadType, PipelineDef};
 pub use report::{PipelineReport, RunReport, Status};
 pub use traits::{

@@ -14,7 +14,7 @@ use sqlx::{AssertSqlSafe, Connection, PgConnection, PgPool, Postgres};
 use weir_core::changes;
 use weir_core::{
     ConnectionUrl, Error, Ident, LoadOutcome, LoadRequest, LoadType, PipelineDef, Result, Sink, SourceStream,
-    quote_ident,
+    quote_ident, quote_literal,
 };
 
 use crate::PostgresOptions;
@@ -598,7 +598,7 @@ async fn apply_changes(
                 let c = quote_ident(&p.name);
                 format!(
                     "{c} = CASE WHEN l.{unchanged} @> ARRAY[{}] THEN t.{c} ELSE {} END",
-                    text_literal(&p.name),
+                    quote_literal(&p.name),
                     value(p, "l")
                 )
             })
@@ -657,10 +657,7 @@ async fn apply_changes(
     Ok(changed)
 }
 
-fn text_literal(s: &str) -> String {
-    format!("'{}'", s.replace('\'', "''"))
-}
-
+/// Run a statement; the rows it changed.
 async fn exec_count(conn: &mut PgConnection, sql: &str, doing: &str) -> Result<u64> {
     let done =
         sqlx::raw_sql(AssertSqlSafe(sql.to_owned())).execute(&mut *conn).await.map_err(|e| db_error(e, doing))?;
@@ -733,8 +730,7 @@ async fn create_if_missing(conn: &mut PgConnection, sql: &str, doing: &str) -> R
 }
 
 async fn exec(conn: &mut PgConnection, sql: &str, doing: &str) -> Result<()> {
-    sqlx::raw_sql(AssertSqlSafe(sql.to_owned())).execute(&mut *conn).await.map_err(|e| db_error(e, doing))?;
-    Ok(())
+    exec_count(conn, sql, doing).await.map(drop)
 }
 
 /// A database error as a Weir error. Connection trouble is retried; a row the

@@ -27,14 +27,14 @@ use sqlx::PgConnection;
 use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 use weir_core::changes::op;
-use weir_core::{Error, Position, ReadRequest, Result, SourceBatch, SourceStream};
+use weir_core::{Error, Position, ReadRequest, Result, SourceBatch, SourceStream, quote_ident};
 
 use crate::changes::{ChangeBatcher, Meta, schema};
 use crate::error::db_error;
 use crate::pgoutput::{self, Message, Value};
 use crate::read::Chunk;
 use crate::relation::{Relation, describe_table};
-use crate::replication::{Lsn, ReplicationConn, Streamed, quote_ident};
+use crate::replication::{Lsn, ReplicationConn, Streamed};
 use crate::source::{PostgresSource, Target};
 
 /// Microseconds from 1970 to PostgreSQL's epoch, 2000-01-01.
@@ -235,6 +235,7 @@ pub(crate) async fn preflight(conn: &mut PgConnection, relation: &Relation, sour
     }
     // A partitioned table logs its changes under each partition's name, an
     // inheritance parent under its children's: neither is this table's stream.
+    let key = key_of(relation, source);
     let (kind, children, identity_columns, nullable): (String, bool, Vec<String>, Vec<String>) = sqlx::query_as(
         "SELECT c.relkind::text, c.relhassubclass,
                 coalesce((SELECT array_agg(a.attname::text) FROM pg_index i
@@ -247,7 +248,7 @@ pub(crate) async fn preflight(conn: &mut PgConnection, relation: &Relation, sour
          FROM pg_class c WHERE c.oid = $1::regclass",
     )
     .bind(&relation.from)
-    .bind(key_of(relation, source))
+    .bind(&key)
     .fetch_one(&mut *conn)
     .await
     .map_err(|e| db_error(e, "reading the table's replica identity"))?;
@@ -263,7 +264,6 @@ pub(crate) async fn preflight(conn: &mut PgConnection, relation: &Relation, sour
         )));
     }
     // The mirror applies deletes and key changes by its key: the log must carry it.
-    let key = key_of(relation, source);
     if identity != "f"
         && let Some(missing) = key.iter().find(|k| !identity_columns.contains(k))
     {

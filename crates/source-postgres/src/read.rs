@@ -217,10 +217,7 @@ async fn copy(
     Ok(unsent)
 }
 
-/// `'text'`, quoted for a server with `standard_conforming_strings` on.
-pub fn text_literal(s: &str) -> String {
-    format!("'{}'", s.replace('\'', "''"))
-}
+pub use weir_core::quote_literal as text_literal;
 
 /// A one-element array as an SQL literal of the column's type (`pg_type`):
 /// COPY takes no parameters, so keyset cursors and watermarks are inlined.

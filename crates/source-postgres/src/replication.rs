@@ -19,7 +19,7 @@ use hmac::{Hmac, KeyInit, Mac};
 use sha2::{Digest, Sha256};
 use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
-use weir_core::{ConnectionUrl, Error, Result};
+use weir_core::{ConnectionUrl, Error, Result, quote_ident, quote_literal};
 
 /// A log sequence number, `X/Y` in PostgreSQL's text.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord)]
@@ -437,14 +437,6 @@ fn percent_decode(s: &str) -> String {
 }
 
 /// `"name"`, for walsender commands.
-pub fn quote_ident(name: &str) -> String {
-    format!("\"{}\"", name.replace('"', "\"\""))
-}
-
-pub fn quote_literal(s: &str) -> String {
-    format!("'{}'", s.replace('\'', "''"))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -205,10 +205,7 @@ pub fn arrow_type(kind: &Kind) -> DataType {
     }
 }
 
-/// `"name"`, with embedded quotes doubled.
-pub fn quote(name: &str) -> String {
-    format!("\"{}\"", name.replace('"', "\"\""))
-}
+pub use weir_core::quote_ident as quote;
 
 #[cfg(test)]
 mod tests {
