@@ -17,7 +17,7 @@ use weir_core::{
     PipelineReport, Redactor, Result, Sink, Source, SourceStream, Status, Transform, TransformContext,
     TransformRequest,
 };
-use weir_meta::{AttemptEnd, AttemptStart, Claim};
+use weir_meta::{Abandoned, AttemptEnd, AttemptStart, Claim};
 
 use crate::registry::TaskKind;
 use crate::run::{Engine, RunCtx, RunEvent};
@@ -58,21 +58,14 @@ pub(crate) struct Prepared {
     pub def: PipelineDef,
     pub task: Task,
     options: RunOptions,
+    /// How often `runner stream` commits this pipeline.
+    pub commit_interval: Duration,
 }
 
 impl Prepared {
     /// Can it run? Moves no data.
     pub(crate) async fn check(&self) -> Result<()> {
         self.task.check(self.def.load_type == LoadType::Cdc && !self.options.history).await
-    }
-
-    /// How often `runner stream` commits this pipeline (checked in [`Engine::prepare`]).
-    pub(crate) fn commit_interval(&self) -> Duration {
-        self.options
-            .commit_interval
-            .as_deref()
-            .and_then(|t| humantime::parse_duration(t).ok())
-            .unwrap_or(RunOptions::DEFAULT_COMMIT_INTERVAL)
     }
 }
 
@@ -162,16 +155,7 @@ impl Engine {
         let token = ctx.cancel.child_token();
         if !config.skip_load {
             match self.meta().claim(row.id, &row.name, ctx.run_id, config.run_date.date(), config.lease, true).await {
-                Ok(Claim::Claimed { took_over }) => {
-                    for a in took_over {
-                        warn!(
-                            dead_run = %a.run_id,
-                            host = a.host.as_deref().unwrap_or("?"),
-                            last_heartbeat = %a.heartbeat_at,
-                            "took over from a runner that stopped heartbeating; its attempt is now abandoned"
-                        );
-                    }
-                }
+                Ok(Claim::Claimed { took_over }) => log_takeovers(&took_over),
                 Ok(Claim::Held { run_id, host }) => {
                     let by = match run_id {
                         Some(id) => format!("run {id} on {}", host.as_deref().unwrap_or("an unknown host")),
@@ -311,20 +295,21 @@ impl Engine {
             if let Some(expr) = &def.schedule {
                 Cron::parse(expr)?;
             }
+            let run_options: RunOptions = options::parse(&def.options, RunOptions::KEYS)?;
             let task = match self.registry().task(&def.source_type)? {
-                TaskKind::Load(source) => self.load_task(&def, source, &mut redactor)?,
+                TaskKind::Load(source) => self.load_task(&def, source, run_options.history, &mut redactor)?,
                 TaskKind::Transform(transform) => self.transform_task(&def, transform, &mut redactor)?,
             };
-            let run_options: RunOptions = options::parse(&def.options, RunOptions::KEYS)?;
-            if let Some(text) = &run_options.commit_interval {
-                if def.load_type != LoadType::Cdc {
+            let commit_interval = match &run_options.commit_interval {
+                None => RunOptions::DEFAULT_COMMIT_INTERVAL,
+                Some(_) if def.load_type != LoadType::Cdc => {
                     return Err(Error::user("options.commit_interval is for load_type `cdc` (runner stream)"));
                 }
-                humantime::parse_duration(text).map_err(|e| {
+                Some(text) => humantime::parse_duration(text).map_err(|e| {
                     Error::user(format!("options.commit_interval `{text}` is not a duration like `1s` or `500ms`: {e}"))
-                })?;
-            }
-            Ok(Prepared { def, task, options: run_options })
+                })?,
+            };
+            Ok(Prepared { def, task, options: run_options, commit_interval })
         })();
         match built {
             Ok(p) => Ok((p, redactor)),
@@ -333,11 +318,16 @@ impl Engine {
     }
 
     /// A source and a sink, connected.
-    fn load_task(&self, def: &PipelineDef, source: &SourceRegistration, redactor: &mut Redactor) -> Result<Task> {
+    fn load_task(
+        &self,
+        def: &PipelineDef,
+        source: &SourceRegistration,
+        history: bool,
+        redactor: &mut Redactor,
+    ) -> Result<Task> {
         let sink = self.registry().sink(&def.destination_type)?;
         options::check_known(&def.options, &[RunOptions::KEYS, source.option_keys, sink.option_keys])?;
         if def.load_type == LoadType::Cdc {
-            let history = options::parse::<RunOptions>(&def.options, RunOptions::KEYS)?.history;
             if !source.captures_changes {
                 return Err(Error::user(format!(
                     "load_type `cdc` reads a database's change log; a {} source has none: use `full` or `incremental`",
@@ -615,6 +605,18 @@ fn details(counts: &BTreeMap<&'static str, u64>, warnings: &[String]) -> Option<
         details.insert("warnings".to_owned(), warnings.into());
     }
     (!details.is_empty()).then_some(serde_json::Value::Object(details))
+}
+
+/// Say whose attempts a claim took over: runners that stopped heartbeating.
+pub(crate) fn log_takeovers(took_over: &[Abandoned]) {
+    for a in took_over {
+        warn!(
+            dead_run = %a.run_id,
+            host = a.host.as_deref().unwrap_or("?"),
+            last_heartbeat = %a.heartbeat_at,
+            "took over from a runner that stopped heartbeating; its attempt is now abandoned"
+        );
+    }
 }
 
 pub(crate) fn failed_end(e: &Error, message: String) -> AttemptEnd {

@@ -22,7 +22,7 @@ use uuid::Uuid;
 use weir_core::{CaptureStatus, ControllerRow, Error, LoadType, PipelineReport, Redactor, Result, RunDate, Status};
 use weir_meta::{AttemptEnd, AttemptStart, Claim, RunEnd, RunStart};
 
-use crate::attempt::{Prepared, Task, failed_end};
+use crate::attempt::{Prepared, Task, failed_end, log_takeovers};
 use crate::run::{Engine, RunConfig, RunCtx, heartbeat};
 
 /// Longest wait between retries of a failing cycle.
@@ -194,14 +194,7 @@ impl Engine {
         loop {
             match self.meta().claim(row.id, &row.name, ctx.run_id, config.run_date.date(), config.lease, false).await {
                 Ok(Claim::Claimed { took_over }) => {
-                    for a in took_over {
-                        warn!(
-                            dead_run = %a.run_id,
-                            host = a.host.as_deref().unwrap_or("?"),
-                            last_heartbeat = %a.heartbeat_at,
-                            "took over from a runner that stopped heartbeating; its session is now abandoned"
-                        );
-                    }
+                    log_takeovers(&took_over);
                     break;
                 }
                 Ok(Claim::Done(_)) => break,
@@ -262,7 +255,7 @@ impl Engine {
         mut report: PipelineReport,
     ) -> PipelineReport {
         let name = &prepared.def.name;
-        let interval = prepared.commit_interval();
+        let interval = prepared.commit_interval;
         let (mut read, mut written, mut bytes) = (0u64, 0u64, 0u64);
         let mut first_watermark: Option<Option<String>> = None;
         let mut watermark: Option<String> = None;
