@@ -467,6 +467,28 @@ impl Sink for DeltaSink {
 }
 
 impl DeltaSink {
+    /// A keyed load into a table that does not exist yet: its rows are the table.
+    async fn first_write(
+        &self,
+        table: DeltaTable,
+        rows: DataFrame,
+        configuration: Vec<(String, Option<String>)>,
+        commit: CommitProperties,
+        what: &str,
+    ) -> Result<(DeltaTable, u64)> {
+        let written = table
+            .write(Vec::new())
+            .with_input_plan(rows.into_unoptimized_plan())
+            .with_partition_columns(self.partition_by.clone())
+            .with_configuration(configuration)
+            .with_commit_properties(commit)
+            .with_save_mode(SaveMode::Append)
+            .await
+            .map_err(|e| delta_error(e, what))?;
+        let rows = added_rows(&written).await;
+        Ok((written, rows))
+    }
+
     /// MERGE the source into the table: the latest row per key (by watermark,
     /// then arrival) updates or inserts; a table row with a newer watermark is kept.
     async fn merge(
@@ -497,26 +519,12 @@ impl DeltaSink {
 
         if table.version().is_none() {
             // Nothing to merge into yet: the deduplicated rows are the table.
-            let written = table
-                .write(Vec::new())
-                .with_input_plan(deduplicated.into_unoptimized_plan())
-                .with_partition_columns(self.partition_by.clone())
-                .with_configuration(configuration)
-                .with_commit_properties(commit)
-                .with_save_mode(SaveMode::Append)
-                .await
-                .map_err(|e| delta_error(e, &what))?;
-            let rows = added_rows(&written).await;
-            return Ok((written, rows));
+            return self.first_write(table, deduplicated, configuration, commit, &what).await;
         }
 
         let side = |alias: &str, name: &str| Expr::Column(Column::new(Some(alias), name));
-        let on = request
-            .primary_key
-            .iter()
-            .map(|k| side("t", k.as_str()).eq(side("s", k.as_str())))
-            .reduce(Expr::and)
-            .ok_or_else(|| Error::internal("a merge without keys"))?;
+        let keys: Vec<&str> = request.primary_key.iter().map(|k| k.as_str()).collect();
+        let on = same_key(&keys)?;
         let present: Vec<&str> = plan
             .schema
             .fields()
@@ -559,6 +567,15 @@ impl DeltaSink {
         let written = metrics.num_target_rows_inserted + metrics.num_target_rows_updated;
         Ok((table, written as u64))
     }
+}
+
+/// A MERGE's join: the target's (`t`) key columns equal the source's (`s`).
+fn same_key(keys: &[&str]) -> Result<Expr> {
+    let side = |alias: &str, n: &str| Expr::Column(Column::new(Some(alias), n));
+    keys.iter()
+        .map(|k| side("t", k).eq(side("s", k)))
+        .reduce(Expr::and)
+        .ok_or_else(|| Error::internal("a merge without keys"))
 }
 
 /// The stream with its first batch looked at: does it start with a truncate?
@@ -732,31 +749,15 @@ impl DeltaSink {
 
         if table.version().is_none() {
             let rows: Vec<Expr> = present.iter().map(|f| name(f.name())).collect();
-            let written = table
-                .write(Vec::new())
-                .with_input_plan(
-                    latest
-                        .filter(name(changes::OP).not_eq(lit(changes::op::DELETE)))
-                        .and_then(|df| df.select(rows))
-                        .map_err(df_error)?
-                        .into_unoptimized_plan(),
-                )
-                .with_partition_columns(self.partition_by.clone())
-                .with_configuration(configuration)
-                .with_commit_properties(commit)
-                .with_save_mode(SaveMode::Append)
-                .await
-                .map_err(|e| delta_error(e, &what))?;
-            let rows = added_rows(&written).await;
-            return Ok((written, rows));
+            let written = latest
+                .filter(name(changes::OP).not_eq(lit(changes::op::DELETE)))
+                .and_then(|df| df.select(rows))
+                .map_err(df_error)?;
+            return self.first_write(table, written, configuration, commit, &what).await;
         }
 
         let side = |alias: &str, n: &str| Expr::Column(Column::new(Some(alias), n));
-        let on = key_names
-            .iter()
-            .map(|k| side("t", k).eq(side("s", k)))
-            .reduce(Expr::and)
-            .ok_or_else(|| Error::internal("a merge without keys"))?;
+        let on = same_key(&key_names)?;
         let is_delete = side("s", changes::OP).eq(lit(changes::op::DELETE));
         let (table_version, commit_again) = (table.version(), commit.clone());
         let mut merge = table
