@@ -17,6 +17,11 @@ wait_port() {
   for _ in $(seq 1 60); do port_open "$1" && return 0; sleep 0.5; done
   say "nothing answers on 127.0.0.1:$1 ($2)"; return 1
 }
+# Trust loopback connections and the local postgres user, like the CI machines.
+trust_loopback() {
+  sed -i -E 's/^(host\s+all\s+all\s+(127\.0\.0\.1\/32|::1\/128)\s+)\S+/\1trust/' "$1"
+  sed -i -E 's/^(local\s+all\s+(postgres|all)\s+)\S+/\1trust/' "$1"
+}
 apt_install() {
   say "installing $* with apt-get"
   if [[ ! -f "$STATE/apt-updated" ]]; then apt-get update -qq >&2 && touch "$STATE/apt-updated"; fi
@@ -28,10 +33,7 @@ postgres() {
     if ! ls /etc/postgresql/*/main >/dev/null 2>&1; then
       apt_install postgresql postgresql-client
       # A machine we just set up for tests: trust loopback, like the CI machines.
-      for hba in /etc/postgresql/*/main/pg_hba.conf; do
-        sed -i -E 's/^(host\s+all\s+all\s+(127\.0\.0\.1\/32|::1\/128)\s+)\S+/\1trust/' "$hba"
-        sed -i -E 's/^(local\s+all\s+(postgres|all)\s+)\S+/\1trust/' "$hba"
-      done
+      for hba in /etc/postgresql/*/main/pg_hba.conf; do trust_loopback "$hba"; done
     fi
     say "starting PostgreSQL"
     pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | sort -V | tail -n1)" main start >&2
@@ -55,43 +57,37 @@ postgres() {
   echo "export WEIR_TEST_PG_URL=$url"
 }
 
-# A second PostgreSQL cluster, `plain`, on 5433, left at wal_level = replica (a new
-# server's default): what change data capture says on a server without logical decoding.
-pgplain() {
-  local version
+# Another cluster of the installed PostgreSQL, NAME on PORT, trusting loopback;
+# CONF is appended to its postgresql.conf when it is created.
+pg_cluster() {
+  local name=$1 port=$2 conf=$3 version
   version=$(ls /etc/postgresql | sort -V | tail -n1)
-  if ! port_open 5433; then
-    if [[ ! -d /etc/postgresql/$version/plain ]]; then
-      say "creating PostgreSQL cluster $version/plain on port 5433 (wal_level = replica)"
-      pg_createcluster "$version" plain -p 5433 >&2
-      sed -i -E 's/^(host\s+all\s+all\s+(127\.0\.0\.1\/32|::1\/128)\s+)\S+/\1trust/' \
-        "/etc/postgresql/$version/plain/pg_hba.conf"
+  if ! port_open "$port"; then
+    if [[ ! -d /etc/postgresql/$version/$name ]]; then
+      say "creating PostgreSQL cluster $version/$name on port $port"
+      pg_createcluster "$version" "$name" -p "$port" >&2
+      trust_loopback "/etc/postgresql/$version/$name/pg_hba.conf"
+      printf '%s' "$conf" >>"/etc/postgresql/$version/$name/postgresql.conf"
     fi
-    pg_ctlcluster --skip-systemctl-redirect "$version" plain start >&2
+    pg_ctlcluster --skip-systemctl-redirect "$version" "$name" start >&2
   fi
-  wait_port 5433 "PostgreSQL, cluster plain"
+  wait_port "$port" "PostgreSQL, cluster $name"
+  cluster_version=$version
+}
+
+# A second cluster, `plain`, on 5433, left at wal_level = replica (a new server's
+# default): what change data capture says on a server without logical decoding.
+pgplain() {
+  pg_cluster plain 5433 ""
   echo "export WEIR_TEST_PG_PLAIN_URL=postgres://postgres@127.0.0.1:5433/postgres"
 }
 
 # A third cluster, `restart`, on 5434, with logical decoding: the tests restart it
 # under a running change stream (the shared server would take the other tests down).
 pgrestart() {
-  local version
-  version=$(ls /etc/postgresql | sort -V | tail -n1)
-  if ! port_open 5434; then
-    if [[ ! -d /etc/postgresql/$version/restart ]]; then
-      say "creating PostgreSQL cluster $version/restart on port 5434 (wal_level = logical)"
-      pg_createcluster "$version" restart -p 5434 >&2
-      sed -i -E 's/^(host\s+all\s+all\s+(127\.0\.0\.1\/32|::1\/128)\s+)\S+/\1trust/' \
-        "/etc/postgresql/$version/restart/pg_hba.conf"
-      printf 'wal_level = logical\nmax_replication_slots = 10\nmax_wal_senders = 10\n' \
-        >>"/etc/postgresql/$version/restart/postgresql.conf"
-    fi
-    pg_ctlcluster --skip-systemctl-redirect "$version" restart start >&2
-  fi
-  wait_port 5434 "PostgreSQL, cluster restart"
+  pg_cluster restart 5434 $'wal_level = logical\nmax_replication_slots = 10\nmax_wal_senders = 10\n'
   echo "export WEIR_TEST_PG_RESTART_URL=postgres://postgres@127.0.0.1:5434/postgres"
-  echo "export WEIR_TEST_PG_RESTART_CLUSTER='$version restart'"
+  echo "export WEIR_TEST_PG_RESTART_CLUSTER='$cluster_version restart'"
 }
 
 mariadb() {
