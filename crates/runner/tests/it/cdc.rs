@@ -240,6 +240,8 @@ async fn a_runner_killed_after_the_commit_neither_loses_nor_repeats_a_change() {
     h.set_env("WEIR_LEASE_SECONDS", "2");
     let history = cdc_pipeline(&h, "cdc_once_log", "public.items", r#""history": true"#).await;
     let mirror = cdc_pipeline(&h, "cdc_once_items", "public.items", "").await;
+    let lake = cdc_pipeline(&h, "cdc_once_lake", "public.items", r#""history": true"#).await;
+    sql(&h.pool, "UPDATE controller SET destination_type = 'delta', destination_connection = 'lake' WHERE name = 'cdc_once_lake'").await;
     h.run_ok(D1).await;
 
     sql(&src, "INSERT INTO items VALUES (60, 'a', NULL, 1, NULL, NULL); UPDATE items SET name = 'b' WHERE id = 9; DELETE FROM items WHERE id = 10").await;
@@ -257,7 +259,12 @@ async fn a_runner_killed_after_the_commit_neither_loses_nor_repeats_a_change() {
 
     sql(&src, "INSERT INTO items VALUES (61, 'c', NULL, 1, NULL, NULL); UPDATE items SET name = 'd' WHERE id = 60")
         .await;
-    h.run_ok(D3).await;
+    // The same for a Delta destination: its commit lands, the process dies before the slot hears of it.
+    h.set_env("WEIR_CRASH_AFTER_COMMIT", "cdc_once_lake");
+    let crashed = h.run_date(D3).await;
+    assert_ne!(crashed.code, 0, "{}", crashed.all());
+    h.set_env("WEIR_CRASH_AFTER_COMMIT", "none");
+    h.run_ok(D4).await;
     // Every change once: the truncate marker, the snapshot, three changes, then two.
     let ops = h.rows("SELECT _weir_op, count(*)::text FROM bronze.cdc_once_log GROUP BY 1 ORDER BY 1").await;
     assert_eq!(ops, [["c", "2"], ["d", "1"], ["r", "50"], ["t", "1"], ["u", "2"]].map(|r| r.map(str::to_owned)));
@@ -266,8 +273,22 @@ async fn a_runner_killed_after_the_commit_neither_loses_nor_repeats_a_change() {
         6
     );
     assert_mirrors(&src, &h, "items", "bronze.cdc_once_items").await;
+    let lake_rows = weir_testkit::delta::read(
+        &h.lake().join("bronze").join("cdc_once_lake").display().to_string(),
+        &BTreeMap::new(),
+    )
+    .await
+    .expect("the Delta readers");
+    let mut lake_ops = BTreeMap::new();
+    for op in lake_rows.column("_weir_op") {
+        *lake_ops.entry(op.as_str().unwrap_or_default().to_owned()).or_insert(0) += 1;
+    }
+    let want: BTreeMap<String, i32> =
+        [("c", 2), ("d", 1), ("r", 50), ("t", 1), ("u", 2)].into_iter().map(|(k, n)| (k.to_owned(), n)).collect();
+    assert_eq!(lake_ops, want, "every change once in the Delta history too");
     drop_slot(&src, &history).await;
     drop_slot(&src, &mirror).await;
+    drop_slot(&src, &lake).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
