@@ -27,8 +27,8 @@ pub use ident::{Ident, quote_ident, quote_literal};
 pub use pipeline::{ControllerRow, LoadType, PipelineDef};
 pub use report::{PipelineReport, RunReport, Status};
 pub use traits::{
-    BatchStream, CaptureStatus, DefaultConnection, LoadOutcome, LoadRequest, Position, ReadRequest, Sink, SinkContext,
-    SinkFactory, SinkRegistration, Source, SourceBatch, SourceContext, SourceFactory, SourceRegistration, SourceStream,
-    TableEntry, Transform, TransformContext, TransformFactory, TransformOutcome, TransformRegistration,
+    BatchStream, CaptureStatus, DefaultConnection, LoadOutcome, LoadRequest, Position, ReadGroup, ReadRequest, Sink,
+    SinkContext, SinkFactory, SinkRegistration, Source, SourceBatch, SourceContext, SourceFactory, SourceRegistration,
+    SourceStream, TableEntry, Transform, TransformContext, TransformFactory, TransformOutcome, TransformRegistration,
     TransformRequest, WatermarkFilter,
 };

@@ -10,7 +10,10 @@
 //! it runs work inside the destination (dbt building models from the tables
 //! earlier pipelines loaded) and reports what it did.
 
+use std::any::Any;
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
 
 use arrow::array::RecordBatch;
 use arrow::datatypes::SchemaRef;
@@ -78,6 +81,58 @@ pub struct ReadRequest {
     pub filter: Option<WatermarkFilter>,
     /// The stored watermark: positions never report less than this.
     pub watermark_before: Option<String>,
+    /// The pipelines this one reads its source with (see [`ReadGroup`]), if
+    /// its source names a group ([`Source::read_group`]).
+    pub group: Option<Arc<ReadGroup>>,
+}
+
+/// Pipelines whose sources read one stream together: `cdc` pipelines naming
+/// one replication slot, which the server then decodes once for all of them.
+/// The engine makes one per group for a run (or a `runner stream` session) and
+/// counts the members taking part; the source keeps its shared reader in it,
+/// and serves the members that read at about the same time with one pass.
+pub struct ReadGroup {
+    key: String,
+    members: AtomicUsize,
+    state: OnceLock<Arc<dyn Any + Send + Sync>>,
+}
+
+impl ReadGroup {
+    pub fn new(key: impl Into<String>) -> Self {
+        Self { key: key.into(), members: AtomicUsize::new(0), state: OnceLock::new() }
+    }
+
+    /// What [`Source::read_group`] returned for the members.
+    pub fn key(&self) -> &str {
+        &self.key
+    }
+
+    /// The members taking part now: a pass that gathers readers waits for this many.
+    pub fn members(&self) -> usize {
+        self.members.load(Ordering::SeqCst)
+    }
+
+    /// A member starts taking part (the engine started its pipeline).
+    pub fn enter(&self) {
+        self.members.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// A member is done: no pass waits for it any more.
+    pub fn leave(&self) {
+        let _ = self.members.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| Some(n.saturating_sub(1)));
+    }
+
+    /// The source's state for the group, made on first use; `None` if another
+    /// type of state took the place (two source types claiming one key).
+    pub fn state<T: Default + Send + Sync + 'static>(&self) -> Option<Arc<T>> {
+        self.state.get_or_init(|| Arc::new(T::default())).clone().downcast::<T>().ok()
+    }
+}
+
+impl std::fmt::Debug for ReadGroup {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ReadGroup").field("key", &self.key).field("members", &self.members()).finish_non_exhaustive()
+    }
 }
 
 /// What a run asks of a sink.
@@ -175,11 +230,20 @@ pub trait Source: Send + Sync {
     fn reads_by_date(&self) -> bool {
         false
     }
-    /// The destination committed everything up to `watermark`: a source that
-    /// keeps data for Weir until then (a replication slot) may let it go. Called
-    /// only after the commit; a failure is logged, and the next run confirms again.
-    async fn confirm(&self, watermark: &str) -> Result<()> {
-        let _ = watermark;
+    /// The pipelines whose sources return the same key read one stream
+    /// together (a replication slot several `cdc` pipelines name): the engine
+    /// runs them at once, hands them one [`ReadGroup`], and confirms only what
+    /// all of them committed. `None`: this source reads alone.
+    fn read_group(&self) -> Option<String> {
+        None
+    }
+    /// The destination committed everything up to `watermark`, and the other
+    /// members of the pipeline's read group theirs up to `peers`: a source
+    /// that keeps data for Weir until then (a replication slot) may let go of
+    /// what all of them hold. Called only after the commit; a failure is
+    /// logged, and the next run confirms again.
+    async fn confirm(&self, watermark: &str, peers: &[String]) -> Result<()> {
+        let _ = (watermark, peers);
         Ok(())
     }
     /// Where a change-capturing source's log stands (its replication slot);

@@ -452,6 +452,7 @@ impl Engine {
             watermark_column: def.watermark_column.clone(),
             filter,
             watermark_before: watermark_before.clone(),
+            group: ctx.groups.of(&def.name).map(|g| g.read.clone()),
         };
         let stop = || Error::user(ctx.stop_reason(def.id));
         let stream = tokio::select! {
@@ -530,11 +531,16 @@ impl Engine {
                         )
                         .await?;
                 }
-                // Only now may the source let go of what it kept for us.
-                if let Some(watermark) = &outcome.watermark
-                    && let Err(e) = source.confirm(watermark).await
-                {
-                    warn!(error = %e, "could not confirm the committed position to the source; the next run does");
+                // Only now may the source let go of what it kept for us (and
+                // for the pipelines that read it with us).
+                if let Some(watermark) = &outcome.watermark {
+                    let confirmed = match self.peer_positions(&ctx.groups, &def.name).await {
+                        Ok(peers) => source.confirm(watermark, &peers).await,
+                        Err(e) => Err(e),
+                    };
+                    if let Err(e) = confirmed {
+                        warn!(error = %e, "could not confirm the committed position to the source; the next run does");
+                    }
                 }
                 outcome
             }

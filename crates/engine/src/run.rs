@@ -17,6 +17,7 @@ use weir_notify::{Delivery, Notifier};
 
 use crate::Registry;
 use crate::attempt::Outcome;
+use crate::group::Groups;
 use crate::plan::{Node, plan};
 
 /// Looks a variable up (the process environment, in production).
@@ -76,6 +77,8 @@ pub(crate) struct RunCtx {
     pub cancel: CancellationToken,
     /// The leases this run holds, by pipeline id.
     held: Mutex<HashMap<i64, Arc<Held>>>,
+    /// The pipelines that read one source stream together.
+    pub groups: Groups,
 }
 
 struct Held {
@@ -84,8 +87,8 @@ struct Held {
 }
 
 impl RunCtx {
-    pub(crate) fn new(run_id: Uuid, config: RunConfig, cancel: CancellationToken) -> Self {
-        Self { run_id, config, cancel, held: Mutex::default() }
+    pub(crate) fn new(run_id: Uuid, config: RunConfig, cancel: CancellationToken, groups: Groups) -> Self {
+        Self { run_id, config, cancel, held: Mutex::default(), groups }
     }
 
     pub(crate) fn hold(&self, pipeline_id: i64, token: CancellationToken) {
@@ -227,7 +230,8 @@ impl Engine {
                 );
             }
             info!(pipelines = nodes.len(), concurrency, skip_load = config.skip_load, "run started");
-            let ctx = Arc::new(RunCtx::new(run_id, RunConfig { concurrency, ..config.clone() }, cancel));
+            let groups = self.read_groups(&all);
+            let ctx = Arc::new(RunCtx::new(run_id, RunConfig { concurrency, ..config.clone() }, cancel, groups));
             let heartbeat = tokio::spawn(heartbeat(self.meta.clone(), ctx.clone()));
             let pipelines = self.dispatch(&nodes, &ctx).await;
             heartbeat.abort();
@@ -286,6 +290,7 @@ impl Engine {
         let mut task_node = HashMap::new();
         let mut running = 0;
         let mut waited = vec![false; nodes.len()];
+        let index: HashMap<&str, usize> = nodes.iter().enumerate().map(|(i, n)| (n.row.name.as_str(), i)).collect();
         loop {
             // Start what can start; skip what cannot run. Repeat until nothing changes,
             // as a skip can decide the fate of pipelines that depend on it.
@@ -318,14 +323,34 @@ impl Engine {
                         changed = true;
                         continue;
                     }
-                    if running >= ctx.config.concurrency || node.deps.iter().any(|&d| reports[d].is_none()) {
+                    // A read group's pipelines start together: they read one stream.
+                    let peer_running = ctx
+                        .groups
+                        .peers(&node.row.name)
+                        .iter()
+                        .any(|p| index.get(p).is_some_and(|&j| states[j] == State::Running));
+                    if (running >= ctx.config.concurrency && !peer_running)
+                        || node.deps.iter().any(|&d| reports[d].is_none())
+                    {
                         continue;
                     }
                     let engine = self.clone();
                     let (row, unknown, task_ctx) = (node.row.clone(), node.unknown.clone(), ctx.clone());
                     let span = info_span!("pipeline", name = %node.row.name);
-                    let handle = tasks
-                        .spawn(async move { (i, engine.run_one(&row, &unknown, &task_ctx).await) }.instrument(span));
+                    let group = ctx.groups.of(&node.row.name).map(|g| g.read.clone());
+                    if let Some(group) = &group {
+                        group.enter();
+                    }
+                    let handle = tasks.spawn(
+                        async move {
+                            let outcome = engine.run_one(&row, &unknown, &task_ctx).await;
+                            if let Some(group) = group {
+                                group.leave();
+                            }
+                            (i, outcome)
+                        }
+                        .instrument(span),
+                    );
                     task_node.insert(handle.id(), i);
                     states[i] = State::Running;
                     running += 1;

@@ -42,17 +42,17 @@ pub struct SlotReport {
     pub pipeline: String,
     pub active: bool,
     pub status: Result<CaptureStatus>,
-    /// Other pipelines that read the same slot of the same source connection:
-    /// each would confirm the others' positions, so a slot serves one pipeline.
+    /// The other pipelines that read the same slot (one decoding serves them all).
     pub shared_with: Vec<String>,
 }
 
 impl Engine {
     /// The replication slot of each `cdc` pipeline (or of those named).
     pub async fn slots(&self, names: &[String]) -> Result<Vec<SlotReport>> {
-        let rows = self.meta().pipelines(names, true).await?;
+        let all = self.meta().pipelines(&[], true).await?;
+        let groups = self.read_groups(&all);
         let mut out = Vec::new();
-        for row in rows.iter().filter(|r| r.load_type.trim() == "cdc") {
+        for row in all.iter().filter(|r| r.load_type.trim() == "cdc" && (names.is_empty() || names.contains(&r.name))) {
             let status = match self.prepare(row) {
                 Ok((prepared, redactor)) => match &prepared.task {
                     Task::Load { source, .. } => source
@@ -64,30 +64,18 @@ impl Engine {
                 },
                 Err((e, redactor)) => Err(e.map_message(|m| redactor.redact(m))),
             };
-            out.push((
-                row.source_connection.clone(),
-                SlotReport { pipeline: row.name.clone(), active: row.active, status, shared_with: Vec::new() },
-            ));
+            let shared_with = groups.peers(&row.name).into_iter().map(str::to_owned).collect();
+            out.push(SlotReport { pipeline: row.name.clone(), active: row.active, status, shared_with });
         }
-        let slot_of =
-            |(conn, r): &(Option<String>, SlotReport)| r.status.as_ref().ok().map(|s| (conn.clone(), s.slot.clone()));
-        let owners: Vec<_> = out.iter().map(|r| (slot_of(r), r.1.pipeline.clone())).collect();
-        for entry in &mut out {
-            let mine = slot_of(entry);
-            entry.1.shared_with = owners
-                .iter()
-                .filter(|(slot, name)| mine.is_some() && *slot == mine && *name != entry.1.pipeline)
-                .map(|(_, name)| name.clone())
-                .collect();
-        }
-        Ok(out.into_iter().map(|(_, r)| r).collect())
+        Ok(out)
     }
 
-    /// Drop the replication slot of `pipeline`, which must be inactive (or `force`).
+    /// Drop the replication slot of `pipeline`. Without `force`, the pipeline
+    /// must be inactive and the slot its own: the next run of any pipeline
+    /// reading it would find it gone and fail (or take a new snapshot).
     pub async fn drop_slot(&self, pipeline: &str, force: bool) -> Result<Option<String>> {
-        let names = [pipeline.to_owned()];
-        let rows = self.meta().pipelines(&names, true).await?;
-        let row = rows
+        let all = self.meta().pipelines(&[], true).await?;
+        let row = all
             .iter()
             .find(|r| r.name == pipeline)
             .ok_or_else(|| Error::user(format!("no pipeline named `{pipeline}` in the controller table")))?;
@@ -95,6 +83,13 @@ impl Engine {
             return Err(Error::user(format!(
                 "pipeline `{pipeline}` is active: its next run would find its slot gone and fail; set active = false \
                  first, or pass --force"
+            )));
+        }
+        let peers = self.read_groups(&all).peers(pipeline).join(", ");
+        if !peers.is_empty() && !force {
+            return Err(Error::user(format!(
+                "pipeline `{pipeline}` shares its slot with {peers}, whose next runs would find it gone and fail; \
+                 pass --force to drop it for all of them"
             )));
         }
         let (prepared, redactor) = self.prepare(row).map_err(|(e, redactor)| e.map_message(|m| redactor.redact(m)))?;
@@ -107,7 +102,7 @@ impl Engine {
     /// Stream the selected `cdc` pipelines until `cancel`. Errors are the
     /// session's before any pipeline started (no such pipeline, none to stream).
     pub async fn stream(&self, config: &StreamConfig, cancel: CancellationToken) -> Result<Vec<PipelineReport>> {
-        let all = self.meta().pipelines(&config.pipelines, !config.pipelines.is_empty()).await?;
+        let all = self.meta().pipelines(&[], true).await?;
         for name in &config.pipelines {
             match all.iter().find(|r| &r.name == name) {
                 None => return Err(Error::user(format!("no pipeline named `{name}` in the controller table"))),
@@ -120,9 +115,22 @@ impl Engine {
                 Some(_) => {}
             }
         }
+        let groups = self.read_groups(&all);
+        // A pipeline named streams with the active ones that read its slot:
+        // two runners cannot read one slot at once.
+        let mut selected = config.pipelines.clone();
+        for name in &config.pipelines {
+            for peer in groups.peers(name) {
+                if !selected.iter().any(|s| s == peer) && all.iter().any(|r| r.name == peer && r.active) {
+                    info!(pipeline = %name, peer, "streaming a pipeline that reads the same slot too");
+                    selected.push(peer.to_owned());
+                }
+            }
+        }
         let rows: Vec<ControllerRow> = all
             .into_iter()
-            .filter(|r| r.load_type.trim() == "cdc" && (r.active || !config.pipelines.is_empty()))
+            .filter(|r| r.load_type.trim() == "cdc")
+            .filter(|r| if selected.is_empty() { r.active } else { selected.contains(&r.name) })
             .collect();
         if rows.is_empty() {
             return Err(Error::user("no active pipeline has load_type `cdc`: there is nothing to stream"));
@@ -143,13 +151,26 @@ impl Engine {
             })
             .await?;
         info!(%run_id, pipelines = rows.len(), "streaming");
-        let ctx = Arc::new(RunCtx::new(run_id, run_config, cancel));
+        let ctx = Arc::new(RunCtx::new(run_id, run_config, cancel, groups));
         let beat = tokio::spawn(heartbeat(self.meta().clone(), ctx.clone()));
         let mut tasks = tokio::task::JoinSet::new();
         for row in rows {
             let (engine, ctx) = (self.clone(), ctx.clone());
             let span = info_span!("stream", name = %row.name);
-            tasks.spawn(async move { engine.stream_one(&row, &ctx).await }.instrument(span));
+            let group = ctx.groups.of(&row.name).map(|g| g.read.clone());
+            if let Some(group) = &group {
+                group.enter();
+            }
+            tasks.spawn(
+                async move {
+                    let report = engine.stream_one(&row, &ctx).await;
+                    if let Some(group) = group {
+                        group.leave();
+                    }
+                    report
+                }
+                .instrument(span),
+            );
         }
         let mut reports = Vec::new();
         while let Some(done) = tasks.join_next().await {
@@ -189,7 +210,9 @@ impl Engine {
             return report;
         }
         let config = &ctx.config;
-        // Two runners never stream one pipeline: wait for the lease.
+        // Two runners never stream one pipeline: wait for the lease (and
+        // meanwhile let the pipelines that read its slot read without it).
+        let group = ctx.groups.of(&row.name).map(|g| g.read.clone());
         let mut waiting = false;
         loop {
             match self.meta().claim(row.id, &row.name, ctx.run_id, config.run_date.date(), config.lease, false).await {
@@ -200,6 +223,9 @@ impl Engine {
                 Ok(Claim::Done(_)) => break,
                 Ok(Claim::Held { run_id, host }) => {
                     if !std::mem::replace(&mut waiting, true) {
+                        if let Some(group) = &group {
+                            group.leave();
+                        }
                         info!(
                             held_by = %run_id.map(|r| r.to_string()).unwrap_or_default(),
                             host = host.as_deref().unwrap_or("?"),
@@ -213,10 +239,16 @@ impl Engine {
             tokio::select! {
                 () = tokio::time::sleep(poll) => {}
                 () = ctx.cancel.cancelled() => {
+                    if let (true, Some(group)) = (waiting, &group) {
+                        group.enter(); // the caller's leave balances it
+                    }
                     report.status = Status::Success;
                     return report;
                 }
             }
+        }
+        if let (true, Some(group)) = (waiting, &group) {
+            group.enter();
         }
         // Losing the lease stops the cycle under way; a signal waits for it to commit.
         let lease = CancellationToken::new();

@@ -548,14 +548,12 @@ async fn stream(meta: MetaStore, url: ConnectionUrl, args: StreamArgs, redactor:
     if reports.iter().all(|r| r.succeeded()) { ExitCode::SUCCESS } else { ExitCode::from(1) }
 }
 
-/// A slot two pipelines read: each would confirm the other's position.
-fn shared(status: &weir_core::CaptureStatus, others: &[String]) -> String {
-    format!(
-        "replication slot {} is also read by pipeline {}; a slot serves one pipeline (each would confirm the \
-         other's position and skip its changes): give each its own options.slot",
-        status.slot,
-        others.join(", ")
-    )
+/// A slot's line, with the other pipelines that read it.
+fn slot_line(status: &weir_core::CaptureStatus, shared_with: &[String]) -> String {
+    match shared_with {
+        [] => status.describe(),
+        others => format!("{}; shared with {}", status.describe(), others.join(", ")),
+    }
 }
 
 /// `runner slots`: one line per cdc pipeline; `runner slots drop PIPELINE`.
@@ -574,11 +572,10 @@ async fn slots(engine: &Engine, args: SlotsArgs) -> Result<(), String> {
     for r in reports {
         let state = if r.active { "" } else { " (pipeline inactive)" };
         match r.status {
-            Ok(s) if !r.shared_with.is_empty() => {
-                println!("FAILED  {}{state}: {}", r.pipeline, shared(&s, &r.shared_with))
+            Ok(s) if s.needs_attention() => {
+                println!("WARN    {}{state}: {}", r.pipeline, slot_line(&s, &r.shared_with))
             }
-            Ok(s) if s.needs_attention() => println!("WARN    {}{state}: {}", r.pipeline, s.describe()),
-            Ok(s) => println!("ok      {}{state}: {}", r.pipeline, s.describe()),
+            Ok(s) => println!("ok      {}{state}: {}", r.pipeline, slot_line(&s, &r.shared_with)),
             Err(e) => println!("FAILED  {}{state}: {e}", r.pipeline),
         }
     }
@@ -607,16 +604,10 @@ async fn check(meta: MetaStore, url: ConnectionUrl, pipelines: &[String], redact
     // The slots of the cdc pipelines: a slot that keeps too much WAL fills the server's disk.
     if let Ok(reports) = engine.slots(pipelines).await {
         for r in reports {
-            match r.status {
-                Ok(s) if !r.shared_with.is_empty() => {
-                    ok = false;
-                    println!("FAILED  {}: {}", r.pipeline, shared(&s, &r.shared_with));
-                }
-                Ok(s) => {
-                    let level = if s.needs_attention() { "WARN" } else { "ok" };
-                    println!("{level:<7} {}: {}", r.pipeline, s.describe());
-                }
-                Err(_) => {} // the pipeline's own check above says why
+            // A slot that cannot be read: the pipeline's own check above says why.
+            if let Ok(s) = r.status {
+                let level = if s.needs_attention() { "WARN" } else { "ok" };
+                println!("{level:<7} {}: {}", r.pipeline, slot_line(&s, &r.shared_with));
             }
         }
     }

@@ -211,13 +211,14 @@ impl ReplicationConn {
         }
     }
 
-    /// `START_REPLICATION` of `slot` from `from`, with pgoutput's options; then
+    /// `START_REPLICATION` of `slot` from `from` for `publications`, with pgoutput's options; then
     /// [`next`](Self::next) yields what the server streams.
-    pub async fn start(&mut self, slot: &str, from: Lsn, publication: &str) -> Result<()> {
+    pub async fn start(&mut self, slot: &str, from: Lsn, publications: &[String]) -> Result<()> {
+        let names: Vec<String> = publications.iter().map(|p| quote_ident(p)).collect();
         let sql = format!(
             "START_REPLICATION SLOT {} LOGICAL {from} (proto_version '1', publication_names {})",
             quote_ident(slot),
-            quote_literal(&quote_ident(publication))
+            quote_literal(&names.join(","))
         );
         let mut q = sql.as_bytes().to_vec();
         q.push(0);

@@ -15,7 +15,7 @@ use weir_core::{
     WatermarkFilter,
 };
 
-use crate::cdc::{self, CdcNames, Holder, OnSlotLost};
+use crate::cdc::{self, CdcNames, OnSlotLost, Reader};
 use crate::error::db_error;
 use crate::read::{Chunk, Plan, exec, literal, read_range, start_snapshot, text_literal};
 use crate::relation::{Relation, describe_query, describe_table};
@@ -88,13 +88,13 @@ pub struct PostgresConfig {
 pub struct PostgresSource {
     connection: ConnectionUrl,
     config: PostgresConfig,
-    /// A cdc run's replication connection, until its position is confirmed.
-    holder: Arc<Holder>,
+    /// A cdc pipeline's slot reader: its read group's, or its own.
+    reader: std::sync::Mutex<Option<Arc<Reader>>>,
 }
 
 impl PostgresSource {
     pub fn new(connection: ConnectionUrl, config: PostgresConfig) -> Self {
-        Self { connection, config, holder: Arc::default() }
+        Self { connection, config, reader: std::sync::Mutex::default() }
     }
 
     pub(crate) fn config(&self) -> &PostgresConfig {
@@ -105,13 +105,8 @@ impl PostgresSource {
         &self.connection
     }
 
-    pub(crate) fn holder(&self) -> &Holder {
-        &self.holder
-    }
-
-    /// The holder, for a task that parks a stream in it.
-    pub(crate) fn holder_handle(&self) -> Arc<Holder> {
-        self.holder.clone()
+    pub(crate) fn reader(&self) -> &std::sync::Mutex<Option<Arc<Reader>>> {
+        &self.reader
     }
 
     pub(crate) async fn connect(&self) -> Result<PgConnection> {
@@ -319,9 +314,13 @@ impl Source for PostgresSource {
         self.config.options.date_column.is_some()
     }
 
-    async fn confirm(&self, watermark: &str) -> Result<()> {
+    fn read_group(&self) -> Option<String> {
+        self.config.cdc.as_ref().map(|names| cdc::read_group(self, names))
+    }
+
+    async fn confirm(&self, watermark: &str, peers: &[String]) -> Result<()> {
         match &self.config.cdc {
-            Some(names) => cdc::confirm(self, names, watermark).await,
+            Some(names) => cdc::confirm(self, names, watermark, peers).await,
             None => Ok(()),
         }
     }

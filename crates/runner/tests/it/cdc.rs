@@ -16,6 +16,9 @@ use crate::postgres::{ALL_TYPES, pipeline, source, text_rows, types};
 
 const D3: &str = "20250325";
 const D4: &str = "20250326";
+const D5: &str = "20250327";
+const D6: &str = "20250328";
+const D7: &str = "20250329";
 
 /// Eight hex digits that no other test run picks.
 fn suffix() -> String {
@@ -360,21 +363,6 @@ async fn capture_faults_name_their_cause_and_the_run_goes_on() {
     assert_eq!(run.code, 0, "{}", run.all());
     assert_mirrors(&src, &h, "items", "bronze.cdc_lost").await;
 
-    // A second pipeline on the same slot would confirm the first one's position: check says so.
-    pipeline(
-        &h,
-        "cdc_twin",
-        "public.items",
-        &[("load_type", "'cdc'"), ("active", "false"), ("options", &format!(r#"'{{"slot": "{lost}"}}'"#))],
-    )
-    .await;
-    let check = h.runner(&["check", "--pipeline", "cdc_lost", "--pipeline", "cdc_twin"]).await;
-    assert_eq!(check.code, 1, "{}", check.all());
-    assert!(
-        check.stdout.contains(&format!("FAILED  cdc_lost: replication slot {lost} is also read by pipeline cdc_twin")),
-        "{}",
-        check.stdout
-    );
     drop_slot(&src, &lost).await;
     let _ = (nokey, norepl);
     sql(&src, &format!("DROP OWNED BY {role}; DROP ROLE {role}")).await;
@@ -652,4 +640,165 @@ async fn a_source_server_restarted_under_a_stream_is_reconnected_and_nothing_is_
     src.close().await;
     let admin = PgPool::connect(&server).await.expect("the restartable server");
     sql(&admin, &format!("DROP DATABASE {db} WITH (FORCE)")).await;
+}
+
+/// Transactions the server has decoded for `slot` (one per transaction per read of it).
+async fn decoded(src: &PgPool, slot: &str) -> i64 {
+    sqlx::query_scalar("SELECT total_txns FROM pg_stat_replication_slots WHERE slot_name = $1")
+        .bind(slot)
+        .fetch_optional(src)
+        .await
+        .expect("the slot's statistics")
+        .unwrap_or(0)
+}
+
+/// The replication slots on the server whose names start with `prefix`.
+async fn slots_named(src: &PgPool, prefix: &str) -> Vec<String> {
+    sqlx::query_scalar("SELECT slot_name::text FROM pg_replication_slots WHERE slot_name LIKE $1 || '%' ORDER BY 1")
+        .bind(prefix)
+        .fetch_all(src)
+        .await
+        .expect("the slots")
+}
+
+/// Pipelines that name one slot share it: one run decodes the log once for
+/// all of them; a pipeline that joins later snapshots at a temporary slot; the
+/// slot is confirmed only as far as every one of them has committed, so a
+/// paused one resumes without loss; and one killed between its commit and the
+/// confirmation neither loses nor repeats a change.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pipelines_naming_one_slot_share_one_decoding_and_the_slot_waits_for_the_slowest() {
+    let mut h = Harness::new("cdc_shared").await;
+    let src = source(
+        &mut h,
+        "cdc_shared_src",
+        &format!(
+            "{ITEMS}
+             CREATE TABLE notes (id integer PRIMARY KEY, body text);
+             INSERT INTO notes SELECT i, 'note ' || i FROM generate_series(1, 20) i;"
+        ),
+    )
+    .await;
+    h.set_env("WEIR_LEASE_SECONDS", "2");
+    let slot = format!("cdc_shared_{}", suffix());
+    let options = |more: &str| format!(r#"'{{"slot": "{slot}"{more}}}'"#);
+    let cdc = |more: &str| [("load_type", "'cdc'".to_owned()), ("options", options(more))];
+    for (name, table, more) in [
+        ("cdc_sh_items", "public.items", ""),
+        ("cdc_sh_notes", "public.notes", ""),
+        ("cdc_sh_log", "public.items", r#", "history": true"#),
+    ] {
+        let columns = cdc(more);
+        let columns: Vec<(&str, &str)> = columns.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        pipeline(&h, name, table, &columns).await;
+    }
+    // Three snapshots in one run: one pipeline makes the slot, the others
+    // read at temporary slots' consistent points, gone after.
+    h.run_ok(D1).await;
+    assert_eq!(slots_named(&src, &slot).await, std::slice::from_ref(&slot));
+    assert!(slots_named(&src, "weir_snapshot_").await.is_empty(), "no temporary slot is left");
+    assert_mirrors(&src, &h, "items", "bronze.cdc_sh_items").await;
+    assert_mirrors(&src, &h, "notes", "bronze.cdc_sh_notes").await;
+
+    // Thirty transactions on the two tables: one read of the slot serves the three pipelines.
+    let before = decoded(&src, &slot).await;
+    for i in 11..=30 {
+        sql(&src, &format!("UPDATE items SET name = 'u{i}' WHERE id = {i}")).await;
+    }
+    for i in 1..=10 {
+        sql(&src, &format!("UPDATE notes SET body = 'n{i}' WHERE id = {i}")).await;
+    }
+    h.run_ok(D2).await;
+    let decoded_now = decoded(&src, &slot).await - before;
+    assert!(
+        (30..60).contains(&decoded_now),
+        "the log was decoded once for three pipelines: {decoded_now} transactions"
+    );
+    assert_mirrors(&src, &h, "items", "bronze.cdc_sh_items").await;
+    assert_mirrors(&src, &h, "notes", "bronze.cdc_sh_notes").await;
+
+    // A paused pipeline holds the slot back: the others go on, the slot keeps its changes.
+    sql(&h.pool, "UPDATE controller SET active = false WHERE name = 'cdc_sh_notes'").await;
+    sql(&src, "INSERT INTO items VALUES (100, 'new', NULL, 1, NULL, NULL)").await;
+    sql(&src, "DELETE FROM items WHERE id = 5").await;
+    sql(&src, "UPDATE notes SET body = 'while paused' WHERE id BETWEEN 11 AND 13").await;
+    h.run_ok(D3).await;
+    assert_mirrors(&src, &h, "items", "bronze.cdc_sh_items").await;
+    let paused: String = sqlx::query_scalar("SELECT value FROM watermark WHERE pipeline_name = 'cdc_sh_notes'")
+        .fetch_one(&h.pool)
+        .await
+        .expect("the paused pipeline's position");
+    assert_eq!(confirmed(&src, &slot).await, Some(paused), "the slot waits for the paused pipeline");
+    sql(&h.pool, "UPDATE controller SET active = true WHERE name = 'cdc_sh_notes'").await;
+    h.run_ok(D4).await;
+    assert_mirrors(&src, &h, "notes", "bronze.cdc_sh_notes").await;
+
+    // One pipeline of the slot commits and the process dies before the slot hears of it.
+    sql(
+        &src,
+        "UPDATE items SET name = 'after' WHERE id = 40; INSERT INTO items VALUES (101, 'x', NULL, 2, NULL, NULL)",
+    )
+    .await;
+    h.set_env("WEIR_CRASH_AFTER_COMMIT", "cdc_sh_log");
+    let crashed = h.run_date(D5).await;
+    assert_ne!(crashed.code, 0, "{}", crashed.all());
+    h.set_env("WEIR_CRASH_AFTER_COMMIT", "none");
+
+    // A pipeline that joins the slot later snapshots at a temporary slot and reads on with the others.
+    let columns = cdc("");
+    let columns: Vec<(&str, &str)> = columns.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    pipeline(&h, "cdc_sh_late", "public.notes", &columns).await;
+    sql(&src, "DELETE FROM notes WHERE id = 20").await;
+    h.run_ok(D6).await;
+    sql(&src, "INSERT INTO notes VALUES (21, 'late'); UPDATE notes SET body = 'again' WHERE id = 1").await;
+    h.run_ok(D7).await;
+    assert_mirrors(&src, &h, "items", "bronze.cdc_sh_items").await;
+    assert_mirrors(&src, &h, "notes", "bronze.cdc_sh_notes").await;
+    assert_mirrors(&src, &h, "notes", "bronze.cdc_sh_late").await;
+    assert_eq!(slots_named(&src, &slot).await, std::slice::from_ref(&slot));
+    // Every change of items once in the history: the marker, the snapshot, the updates, two inserts, a delete.
+    let ops = h.rows("SELECT _weir_op, count(*)::text FROM bronze.cdc_sh_log GROUP BY 1 ORDER BY 1").await;
+    assert_eq!(ops, [["c", "2"], ["d", "1"], ["r", "50"], ["t", "1"], ["u", "21"]].map(|r| r.map(str::to_owned)));
+
+    // The slot commands say who shares it; dropping it for all of them takes --force.
+    let slots = h.runner(&["slots"]).await;
+    let notes_line = slots.stdout.lines().find(|l| l.contains("cdc_sh_notes:")).unwrap_or_default();
+    for peer in ["cdc_sh_items", "cdc_sh_log", "cdc_sh_late"] {
+        assert!(notes_line.contains("shared with") && notes_line.contains(peer), "{}", slots.stdout);
+    }
+    sql(&h.pool, "UPDATE controller SET active = false WHERE name = 'cdc_sh_notes'").await;
+    let refused = h.runner(&["slots", "drop", "cdc_sh_notes"]).await;
+    assert_ne!(refused.code, 0);
+    assert!(refused.all().contains("shares its slot with"), "{}", refused.all());
+    let check = h.runner(&["check", "--pipeline", "cdc_sh_items", "--pipeline", "cdc_sh_late"]).await;
+    assert_eq!(check.code, 0, "{}", check.all());
+
+    // `runner stream` naming one of them streams the slot's other active pipelines with it, each
+    // cycle one read of the slot for all four.
+    sql(&h.pool, "UPDATE controller SET active = true WHERE name = 'cdc_sh_notes'").await;
+    let stream = h.spawn(&["stream", "--pipeline", "cdc_sh_late"]);
+    let before = decoded(&src, &slot).await;
+    for i in 1..=15 {
+        sql(&src, &format!("UPDATE notes SET body = 's{i}' WHERE id = {i}")).await;
+        sql(&src, &format!("UPDATE items SET name = 's{i}' WHERE id = {}", i + 10)).await;
+    }
+    for (table, column) in
+        [("cdc_sh_late", "body"), ("cdc_sh_notes", "body"), ("cdc_sh_items", "name"), ("cdc_sh_log", "name")]
+    {
+        eventually(
+            &h.pool,
+            &format!("SELECT count(DISTINCT id) = 15 FROM bronze.{table} WHERE {column} ~ '^s[0-9]+$'"),
+            30,
+        )
+        .await;
+    }
+    crate::harness::signal(&stream, "-TERM");
+    let stopped = crate::harness::finish(stream).await;
+    assert_eq!(stopped.code, 0, "{}", stopped.all());
+    let decoded_now = decoded(&src, &slot).await - before;
+    assert!((30..60).contains(&decoded_now), "the stream decoded the log once for four pipelines: {decoded_now}");
+    assert_mirrors(&src, &h, "items", "bronze.cdc_sh_items").await;
+    assert_mirrors(&src, &h, "notes", "bronze.cdc_sh_notes").await;
+    assert_mirrors(&src, &h, "notes", "bronze.cdc_sh_late").await;
+    drop_slot(&src, &slot).await;
 }

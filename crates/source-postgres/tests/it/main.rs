@@ -47,7 +47,7 @@ async fn a_slot_streams_every_change_after_its_exported_snapshot() {
     drop(reader);
 
     let start = Lsn::parse(&consistent).expect("an LSN");
-    repl.start(&slot, start, "weir_test").await.expect("start replication");
+    repl.start(&slot, start, &["weir_test".to_owned()]).await.expect("start replication");
     let mut changes = Vec::new();
     while changes.len() < 2 {
         match repl.next().await.expect("stream").expect("not ended") {

@@ -8,39 +8,38 @@
 //!   the slot exporting its snapshot; read the table in that snapshot (in
 //!   parallel ranges, as a full load does), after a truncate marker. The
 //!   watermark becomes the slot's consistent point: the snapshot holds exactly
-//!   the transactions that committed before it.
+//!   the transactions that committed before it. A slot that exists already
+//!   (other pipelines read it) stays: a temporary slot exports the snapshot.
 //! - **Later runs**: read the server's WAL position at the start, stream the
 //!   slot from the watermark, apply the transactions that committed in
-//!   between, and stop there. The new watermark is that position.
+//!   between, and stop there. The new watermark is that position. Pipelines
+//!   that name one slot read it in one pass ([`read`]).
 //! - **After the commit**, and only then, the position is confirmed to the
-//!   slot, so the server may recycle its WAL. A run killed between the two
-//!   re-reads from the committed watermark: transactions before it are skipped
-//!   by their commit position, so none is applied twice.
+//!   slot (the lowest that every pipeline reading it has committed), so the
+//!   server may recycle its WAL. A run killed between the two re-reads from
+//!   the committed watermark: transactions before it are skipped by their
+//!   commit position, so none is applied twice.
 
-use std::collections::HashMap;
+mod read;
+
 use std::sync::Arc;
 
 use arrow::array::{ArrayRef, Int64Array, ListArray, RecordBatch, StringArray, TimestampMicrosecondArray};
 use arrow::datatypes::{DataType, Field};
 use futures::StreamExt;
 use sqlx::PgConnection;
-use tokio::sync::mpsc;
-use tracing::{debug, info, warn};
+use tracing::info;
 use weir_core::changes::op;
 use weir_core::{Error, Position, ReadRequest, Result, SourceBatch, SourceStream, quote_ident};
 
+pub(crate) use self::read::Reader;
+use self::read::{Request, Table};
 use crate::changes::{ChangeBatcher, Meta, schema};
 use crate::error::db_error;
-use crate::pgoutput::{self, Message, Value};
 use crate::read::Chunk;
 use crate::relation::{Relation, describe_table};
-use crate::replication::{Lsn, ReplicationConn, Streamed};
+use crate::replication::{Lsn, ReplicationConn};
 use crate::source::{PostgresSource, Target};
-
-/// Microseconds from 1970 to PostgreSQL's epoch, 2000-01-01.
-const EPOCH_MICROS: i64 = 946_684_800_000_000;
-/// Text of changes held before a batch goes to the sink.
-const BATCH_BYTES: usize = 32 * 1024 * 1024;
 
 /// What to do when the slot is gone (dropped, or invalidated by `max_slot_wal_keep_size`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize)]
@@ -52,25 +51,6 @@ pub enum OnSlotLost {
     /// Take a new snapshot, which replaces what the destination held.
     Resnapshot,
 }
-
-/// A replication stream parked between reads: after a read, until its
-/// position is confirmed, and (in `runner stream`) until the next read goes on
-/// where it stopped, without reconnecting and decoding the log again. Nothing
-/// reads it while it is parked: the server waits on a full socket.
-pub struct Parked {
-    repl: ReplicationConn,
-    slot: String,
-    /// Where the last read ended: the next one must start here to go on.
-    at: Lsn,
-    /// The message that ended the last read, the first of the next.
-    pending: Option<Streamed>,
-    /// The relations the server described on this connection (it does so once).
-    relations: HashMap<u32, pgoutput::Relation>,
-}
-
-/// The source's parked stream, if any.
-#[derive(Default)]
-pub struct Holder(tokio::sync::Mutex<Option<Parked>>);
 
 /// The names a cdc pipeline uses on the server.
 #[derive(Debug, Clone)]
@@ -134,8 +114,9 @@ pub async fn open(source: &PostgresSource, request: &ReadRequest) -> Result<Sour
     let resnapshot = config.options.on_slot_lost.unwrap_or_default() == OnSlotLost::Resnapshot;
     let mut warnings = Vec::new();
     // A slot told more than the destination holds would skip the difference
-    // without a word (the server starts at its confirmed position): a
-    // re-snapshot that died before its commit, or another pipeline on the same slot.
+    // without a word (the server starts at its confirmed position): the slot
+    // was dropped and made again, or this pipeline's position was cleared
+    // while others read the slot on.
     let ahead = match (watermark, &slot) {
         (Some(from), Some(SlotState { confirmed: Some(confirmed), .. })) if *confirmed > from => Some(*confirmed),
         _ => None,
@@ -145,16 +126,15 @@ pub async fn open(source: &PostgresSource, request: &ReadRequest) -> Result<Sour
     {
         return Err(Error::user(format!(
             "replication slot `{}` was confirmed up to {confirmed}, past the destination's {from}: the changes in \
-             between would be skipped (another pipeline reads this slot, or a new snapshot died before its commit). \
-             Give each pipeline its own options.slot, or set options.on_slot_lost = 'resnapshot' to copy the table \
-             again",
+             between are gone from the server (the slot was made again, or this pipeline's position was cleared \
+             while other pipelines read the slot on). Set options.on_slot_lost = 'resnapshot' to copy the table again",
             names.slot
         )));
     }
     match (watermark, &slot) {
         (Some(from), Some(state)) if !state.lost && ahead.is_none() => {
             let at = (schema_name.clone(), table);
-            let mut stream = changes(source, conn, relation, at, key.clone(), names, from).await?;
+            let mut stream = changes(source, conn, relation, at, &key, names, from, state, request).await?;
             stream.primary_key = key;
             return Ok(stream);
         }
@@ -174,23 +154,24 @@ pub async fn open(source: &PostgresSource, request: &ReadRequest) -> Result<Sour
         )),
         (None, _) => {}
     }
-    if let Some(state) = slot {
-        // A slot without a committed watermark is a first run that died before its commit.
-        if state.active {
-            return Err(Error::transient(format!(
-                "replication slot `{}` is in use by another connection (server process {})",
-                names.slot,
-                state.pid.unwrap_or_default()
-            )));
+    // A snapshot reads nothing from the slot: its group's round need not wait for it.
+    Reader::of(request.group.as_deref(), source.reader()).pass();
+    let kind = match slot {
+        None => SnapshotSlot::Create,
+        Some(state) if state.lost => {
+            info!(slot = %names.slot, "dropping the invalidated slot to start over with a snapshot");
+            sqlx::query("SELECT pg_drop_replication_slot($1)")
+                .bind(&names.slot)
+                .execute(&mut conn)
+                .await
+                .map_err(|e| db_error(e, &format!("dropping replication slot `{}`", names.slot)))?;
+            SnapshotSlot::Create
         }
-        info!(slot = %names.slot, "dropping the slot to start over with a snapshot");
-        sqlx::query("SELECT pg_drop_replication_slot($1)")
-            .bind(&names.slot)
-            .execute(&mut conn)
-            .await
-            .map_err(|e| db_error(e, &format!("dropping replication slot `{}`", names.slot)))?;
-    }
-    let mut stream = snapshot(source, conn, relation, &key, names).await?;
+        // Other pipelines may read it (or a first run died before its commit):
+        // it stays, and a temporary slot gives the snapshot its exact point.
+        Some(_) => SnapshotSlot::Temporary,
+    };
+    let mut stream = snapshot(source, conn, relation, &key, names, kind).await?;
     stream.warnings.extend(warnings);
     stream.primary_key = key;
     Ok(stream)
@@ -349,17 +330,15 @@ async fn check_publication(conn: &mut PgConnection, publication: &str, relation:
 }
 
 struct SlotState {
-    active: bool,
-    pid: Option<i32>,
     lost: bool,
     /// What the slot was told the destination holds.
     confirmed: Option<Lsn>,
 }
 
 async fn slot_state(conn: &mut PgConnection, slot: &str) -> Result<Option<SlotState>> {
-    type Row = (bool, Option<i32>, Option<String>, Option<String>, Option<String>, bool, Option<String>);
+    type Row = (Option<String>, Option<String>, Option<String>, bool, Option<String>);
     let row: Option<Row> = sqlx::query_as(
-        "SELECT active, active_pid, to_jsonb(s) ->> 'wal_status', plugin::text, database::text,
+        "SELECT to_jsonb(s) ->> 'wal_status', plugin::text, database::text,
                 database = current_database(), confirmed_flush_lsn::text
          FROM pg_replication_slots s WHERE slot_name = $1",
     )
@@ -367,39 +346,68 @@ async fn slot_state(conn: &mut PgConnection, slot: &str) -> Result<Option<SlotSt
     .fetch_optional(&mut *conn)
     .await
     .map_err(|e| db_error(e, &format!("reading replication slot `{slot}`")))?;
-    let Some((active, pid, wal_status, plugin, database, here, confirmed)) = row else { return Ok(None) };
+    let Some((wal_status, plugin, database, here, confirmed)) = row else { return Ok(None) };
     if !here || plugin.as_deref() != Some("pgoutput") {
         return Err(Error::user(format!(
-            "replication slot `{slot}` exists for {} with plugin {}; a cdc pipeline needs its own pgoutput slot in \
-             this database: name another in options.slot",
+            "replication slot `{slot}` exists for {} with plugin {}; a cdc pipeline needs a pgoutput slot in this \
+             database: name another in options.slot",
             database.map(|d| format!("database {d}")).unwrap_or_else(|| "physical replication".to_owned()),
             plugin.unwrap_or_else(|| "none".to_owned())
         )));
     }
     let confirmed = confirmed.as_deref().and_then(Lsn::parse);
-    Ok(Some(SlotState { active, pid, lost: wal_status.as_deref() == Some("lost"), confirmed }))
+    Ok(Some(SlotState { lost: wal_status.as_deref() == Some("lost"), confirmed }))
 }
 
-/// The first run: a new slot, and the table as of its consistent point.
+/// Which slot exports a snapshot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum SnapshotSlot {
+    /// The pipeline's own, new: its consistent point is where the stream starts.
+    Create,
+    /// A temporary one, gone with its connection: the pipeline's slot exists
+    /// and is behind its consistent point, so it streams from there too.
+    Temporary,
+}
+
+/// The first run: the table as of a new slot's consistent point.
 async fn snapshot(
     source: &PostgresSource,
     conn: PgConnection,
     relation: Relation,
     key: &[String],
     names: &CdcNames,
+    mut kind: SnapshotSlot,
 ) -> Result<SourceStream> {
     let mut repl = ReplicationConn::connect(source.connection()).await?;
-    let created = repl
-        .query(&format!("CREATE_REPLICATION_SLOT {} LOGICAL pgoutput EXPORT_SNAPSHOT", quote_ident(&names.slot)))
-        .await
-        .map_err(|e| e.context(format!("creating replication slot `{}`", names.slot)))?;
+    let created = loop {
+        let (name, temporary) = match kind {
+            SnapshotSlot::Create => (names.slot.clone(), ""),
+            SnapshotSlot::Temporary => (temporary_slot(), "TEMPORARY "),
+        };
+        let sql = format!("CREATE_REPLICATION_SLOT {} {temporary}LOGICAL pgoutput EXPORT_SNAPSHOT", quote_ident(&name));
+        match repl.query(&sql).await {
+            Ok(rows) => break rows,
+            // Another pipeline of the slot created it a moment ago.
+            Err(e) if kind == SnapshotSlot::Create && e.message().contains("SQLSTATE 42710") => {
+                kind = SnapshotSlot::Temporary;
+            }
+            Err(e) => return Err(e.context(format!("creating replication slot `{name}`"))),
+        }
+    };
     let row = created.first().ok_or_else(|| Error::internal("CREATE_REPLICATION_SLOT returned no row"))?;
     let consistent = row.get(1).cloned().flatten().and_then(|t| Lsn::parse(&t));
     let exported = row.get(2).cloned().flatten();
     let (Some(consistent), Some(exported)) = (consistent, exported) else {
         return Err(Error::internal("CREATE_REPLICATION_SLOT returned no consistent point or snapshot"));
     };
-    info!(slot = %names.slot, %consistent, "created the replication slot; reading the snapshot at its consistent point");
+    match kind {
+        SnapshotSlot::Create => {
+            info!(slot = %names.slot, %consistent, "created the replication slot; reading the snapshot at its consistent point")
+        }
+        SnapshotSlot::Temporary => {
+            info!(slot = %names.slot, %consistent, "the slot exists; reading a snapshot at a temporary slot's consistent point")
+        }
+    }
     // The exported snapshot lives until the slot's connection does something
     // else: every range adopts it before this returns.
     let (chunks, warnings) = source.read_ranges(conn, &relation, Vec::new(), Vec::new(), key, Some(&exported)).await?;
@@ -426,6 +434,12 @@ async fn snapshot(
     Ok(SourceStream { schema, batches, warnings, primary_key: Vec::new() })
 }
 
+/// A name no other slot has, for a temporary one (at most 63 bytes).
+fn temporary_slot() -> String {
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
+    format!("weir_snapshot_{:x}_{:x}", std::process::id(), nanos as u64)
+}
+
 /// A snapshot batch with the change columns: every row the same operation and position.
 fn with_meta(batch: &RecordBatch, operation: &str, meta: Meta) -> Result<RecordBatch> {
     let n = batch.num_rows();
@@ -441,30 +455,20 @@ fn with_meta(batch: &RecordBatch, operation: &str, meta: Meta) -> Result<RecordB
         .map_err(|e| Error::internal(format!("adding the change columns to a snapshot batch: {e}")))
 }
 
-/// What the change reader needs to know of the table.
-struct Table {
-    schema: String,
-    name: String,
-    display: String,
-    /// As the catalog describes them at the start of the read: values are read as these types.
-    columns: Vec<crate::types::Column>,
-    /// The key columns' indexes: an update that changes them deletes the old row.
-    key: Vec<usize>,
-    /// Where to ask the catalog about a column the read does not know.
-    connection: weir_core::ConnectionUrl,
-    regclass: String,
-}
-
 /// A later run: the changes committed between the watermark and the server's
-/// WAL position now.
+/// WAL position now, read in a round of the slot's reader (with the other
+/// pipelines of its read group).
+#[allow(clippy::too_many_arguments)]
 async fn changes(
     source: &PostgresSource,
     mut conn: PgConnection,
     relation: Relation,
     (schema_name, table_name): (String, String),
-    key: Vec<String>,
+    key: &[String],
     names: &CdcNames,
     from: Lsn,
+    slot: &SlotState,
+    request: &ReadRequest,
 ) -> Result<SourceStream> {
     let until: String = sqlx::query_scalar("SELECT pg_current_wal_lsn()::text")
         .fetch_one(&mut conn)
@@ -472,6 +476,15 @@ async fn changes(
         .map_err(|e| db_error(e, "reading the server's WAL position"))?;
     let until = Lsn::parse(&until).ok_or_else(|| Error::internal("pg_current_wal_lsn() is not an LSN"))?;
     drop(conn);
+    let reader = Reader::of(request.group.as_deref(), source.reader());
+    if until <= from {
+        reader.pass();
+        let schema = schema(&relation.columns);
+        let position = Position { watermark: Some(from.to_string()), ..Default::default() };
+        let batch = RecordBatch::new_empty(schema.clone());
+        let batches = futures::stream::iter([Ok(SourceBatch { batch, position })]).boxed();
+        return Ok(SourceStream::new(schema, batches));
+    }
     let table = Table {
         schema: schema_name,
         name: table_name,
@@ -481,285 +494,17 @@ async fn changes(
         regclass: relation.from.clone(),
         columns: relation.columns,
     };
-    let schema = schema(&table.columns);
-    if until <= from {
-        let position = Position { watermark: Some(from.to_string()), ..Default::default() };
-        let batch = RecordBatch::new_empty(schema.clone());
-        let batches = futures::stream::iter([Ok(SourceBatch { batch, position })]).boxed();
-        return Ok(SourceStream::new(schema, batches));
-    }
-
-    let parked = source.holder().0.lock().await.take().filter(|p| p.slot == names.slot && p.at == from);
-    let resumed = parked.is_some();
-    let mut stream = match parked {
-        Some(parked) => parked,
-        None => {
-            let mut repl = ReplicationConn::connect(source.connection()).await?;
-            repl.start(&names.slot, from, &names.publication).await?;
-            // What an earlier run committed and may not have confirmed.
-            repl.status(from, from).await?;
-            Parked { repl, slot: names.slot.clone(), at: from, pending: None, relations: HashMap::new() }
-        }
+    let options = &source.config().options;
+    let read = Request {
+        table,
+        from,
+        until,
+        publication: names.publication.clone(),
+        batch_size: options.batch_size.unwrap_or(50_000).max(1),
+        commit_rows: options.commit_rows.unwrap_or(u64::MAX).max(1),
+        confirmed: slot.confirmed,
     };
-    debug!(slot = %names.slot, %from, %until, resumed, "streaming changes");
-    let (tx, rx) = mpsc::channel(2);
-    let limits = Limits {
-        batch_size: source.config().options.batch_size.unwrap_or(50_000).max(1),
-        commit_rows: source.config().options.commit_rows.unwrap_or(u64::MAX).max(1),
-    };
-    let holder = source.holder_handle();
-    tokio::spawn(async move {
-        match read_changes(&mut stream, &table, from, until, limits, &tx).await {
-            Ok(Some(last)) => {
-                // Parked before the read's end is sent: its confirmation finds it.
-                let end = last.position.watermark.as_deref().and_then(Lsn::parse).unwrap_or(until);
-                stream.at = end;
-                *holder.0.lock().await = Some(stream);
-                let _ = tx.send(Ok(last)).await;
-            }
-            Ok(None) => {}
-            Err(e) => {
-                let _ = tx.send(Err(e)).await;
-            }
-        }
-    });
-    // Every batch but the last carries the start: a read that ends without its
-    // last batch (its task died) must not look like a complete one.
-    let start = from.to_string();
-    let batches = futures::stream::unfold((rx, false), move |(mut rx, ended)| {
-        let start = start.clone();
-        async move {
-            match rx.recv().await {
-                Some(item) => {
-                    let last = match &item {
-                        Ok(b) => b.position.watermark.as_deref() != Some(start.as_str()),
-                        Err(_) => true,
-                    };
-                    Some((item, (rx, ended || last)))
-                }
-                None if ended => None,
-                None => {
-                    Some((Err(Error::internal("the change reader stopped before the end of its read")), (rx, true)))
-                }
-            }
-        }
-    })
-    .boxed();
-    Ok(SourceStream::new(schema, batches))
-}
-
-/// How much one read takes.
-#[derive(Debug, Clone, Copy)]
-struct Limits {
-    /// Rows per batch.
-    batch_size: usize,
-    /// Stop at the first commit past this many changes.
-    commit_rows: u64,
-}
-
-/// Stream from `from` until the server has sent every transaction that
-/// committed before `until` (or `commit_rows` changes, to a commit), sending
-/// batches of changes to `tx`. Returns the last batch (with the read's end as
-/// its position) for the caller to send once the stream is parked; `None` when
-/// the stream cannot go on from there (it stopped inside a transaction) and
-/// its last batch was sent.
-async fn read_changes(
-    stream: &mut Parked,
-    table: &Table,
-    from: Lsn,
-    mut until: Lsn,
-    limits: Limits,
-    tx: &mpsc::Sender<Result<SourceBatch>>,
-) -> Result<Option<SourceBatch>> {
-    let batch_size = limits.batch_size;
-    struct Tx {
-        commit_lsn: i64,
-        commit_time: i64,
-        skip: bool,
-        /// Changes of this read before this transaction.
-        rows_before: u64,
-    }
-    let mut batcher = ChangeBatcher::new(&table.columns);
-    // Relation id → where each of our columns sits in its tuples; `None`: another table.
-    let mut relations: HashMap<u32, Option<Vec<Option<usize>>>> = HashMap::new();
-    for (id, rel) in &stream.relations {
-        relations.insert(*id, map_relation(table, rel).await?);
-    }
-    let mut current: Option<Tx> = None;
-    let mut changes_sent = 0u64;
-    let mut resumable = true;
-    let mut position = Position { watermark: Some(from.to_string()), ..Default::default() };
-    loop {
-        let message = match stream.pending.take() {
-            Some(m) => m,
-            None => stream.repl.next().await?.ok_or_else(|| Error::transient("the server ended the change stream"))?,
-        };
-        let (start, body) = match message {
-            Streamed::Keepalive { end, reply } => {
-                if current.is_none() && end >= until {
-                    break;
-                }
-                if reply {
-                    stream.repl.status(from, from).await?;
-                }
-                continue;
-            }
-            Streamed::Data { start, end, body } => {
-                // A transaction past the end starts the next read.
-                if body.first() == Some(&b'B')
-                    && let Ok(Message::Begin { final_lsn, .. }) = pgoutput::decode(body.clone())
-                    && final_lsn >= until
-                {
-                    stream.pending = Some(Streamed::Data { start, end, body });
-                    break;
-                }
-                (start, body)
-            }
-        };
-        position.bytes_read += body.len() as u64;
-        let message = pgoutput::decode(body)?;
-        let meta = |tx: &Tx| Meta { lsn: start.0 as i64, commit_lsn: tx.commit_lsn, commit_time: Some(tx.commit_time) };
-        match message {
-            Message::Begin { final_lsn, commit_time, .. } => {
-                current = Some(Tx {
-                    commit_lsn: final_lsn.0 as i64,
-                    commit_time: commit_time + EPOCH_MICROS,
-                    skip: final_lsn < from,
-                    rows_before: changes_sent + batcher.rows() as u64,
-                });
-            }
-            Message::Commit { end_lsn, .. } => {
-                current = None;
-                // Enough for one commit: the next starts after this transaction.
-                if changes_sent + batcher.rows() as u64 >= limits.commit_rows {
-                    until = end_lsn;
-                    break;
-                }
-            }
-            Message::Relation(rel) => {
-                relations.insert(rel.id, map_relation(table, &rel).await?);
-                stream.relations.insert(rel.id, rel);
-            }
-            Message::Insert { relation, new } => {
-                if let (Some(tx), Some(Some(map))) = (&current, relations.get(&relation))
-                    && !tx.skip
-                {
-                    batcher.push(op::INSERT, &values(map, &new), meta(tx))?;
-                }
-            }
-            Message::Update { relation, old, new } => {
-                if let (Some(tx), Some(Some(map))) = (&current, relations.get(&relation))
-                    && !tx.skip
-                {
-                    let mut new_values = values(map, &new);
-                    if let Some(old) = &old {
-                        let old_values = values(map, old);
-                        // With REPLICA IDENTITY FULL the old row is whole: it
-                        // has the values an update did not send.
-                        let full = stream.relations.get(&relation).is_some_and(|r| r.identity == b'f');
-                        if full {
-                            for (new, old) in new_values.iter_mut().zip(&old_values) {
-                                if matches!(new, Some(Value::Unchanged)) && !matches!(old, Some(Value::Unchanged)) {
-                                    *new = *old;
-                                }
-                            }
-                        }
-                        // A changed key: the row under the old key is gone.
-                        if table.key.iter().any(|&k| old_values[k] != new_values[k]) {
-                            batcher.push(op::DELETE, &old_values, meta(tx))?;
-                        }
-                    }
-                    batcher.push(op::UPDATE, &new_values, meta(tx))?;
-                }
-            }
-            Message::Delete { relation, old } => {
-                if let (Some(tx), Some(Some(map))) = (&current, relations.get(&relation))
-                    && !tx.skip
-                {
-                    batcher.push(op::DELETE, &values(map, &old), meta(tx))?;
-                }
-            }
-            Message::Truncate { relations: truncated } => {
-                if let Some(tx) = &current
-                    && !tx.skip
-                    && truncated.iter().any(|id| matches!(relations.get(id), Some(Some(_))))
-                {
-                    // A truncate starts a read of its own, so that a sink can
-                    // plan for it (Delta's MERGE): end this one before its
-                    // transaction, unless that transaction changed the table first.
-                    let rows = changes_sent + batcher.rows() as u64;
-                    if rows > 0 && rows == tx.rows_before {
-                        // Its Begin is read: the next read starts over from it.
-                        until = Lsn(tx.commit_lsn as u64);
-                        resumable = false;
-                        break;
-                    }
-                    batcher.push_truncate(meta(tx))?;
-                }
-            }
-            Message::Other => {}
-        }
-        if batcher.rows() >= batch_size || batcher.bytes() >= BATCH_BYTES {
-            changes_sent += batcher.rows() as u64;
-            let batch = batcher.finish()?;
-            if tx.send(Ok(SourceBatch { batch, position: position.clone() })).await.is_err() {
-                return Ok(None); // the load stopped: the stream is mid-read and not parked
-            }
-        }
-    }
-    // Everything that committed before `until` is in: that is the new watermark.
-    position.watermark = Some(until.to_string());
-    let last = SourceBatch { batch: batcher.finish()?, position };
-    if resumable {
-        return Ok(Some(last));
-    }
-    let _ = tx.send(Ok(last)).await;
-    Ok(None)
-}
-
-/// Where each of the table's columns sits in a relation's tuples. A retyped
-/// column's values are read as its type today: one that type cannot read
-/// fails naming the column, and so does a destination column that cannot take
-/// the new type. Columns the read does not know come back by name.
-fn columns_of(table: &Table, rel: &pgoutput::Relation) -> (Vec<Option<usize>>, Vec<String>) {
-    let unknown =
-        rel.columns.iter().filter(|r| !table.columns.iter().any(|c| c.name == r.name)).map(|r| r.name.clone());
-    let map = table.columns.iter().map(|c| rel.columns.iter().position(|r| r.name == c.name)).collect();
-    (map, unknown.collect())
-}
-
-/// A relation the server describes, as the read maps it: `None` for another
-/// table. A column the read does not know was added since it began (the
-/// catalog has it: the read stops, to be read again with it) or was dropped or
-/// renamed since the change was logged (the catalog has it no more: ignored).
-async fn map_relation(table: &Table, rel: &pgoutput::Relation) -> Result<Option<Vec<Option<usize>>>> {
-    if rel.schema != table.schema || rel.name != table.name {
-        return Ok(None);
-    }
-    let (map, unknown) = columns_of(table, rel);
-    if !unknown.is_empty() {
-        let mut conn = crate::source::connect(&table.connection).await?;
-        let added: Option<String> = sqlx::query_scalar(
-            "SELECT attname::text FROM pg_attribute WHERE attrelid = $1::regclass AND attname = ANY ($2)
-             AND NOT attisdropped LIMIT 1",
-        )
-        .bind(&table.regclass)
-        .bind(&unknown)
-        .fetch_optional(&mut conn)
-        .await
-        .map_err(|e| db_error(e, "reading the table's columns"))?;
-        if let Some(column) = added {
-            return Err(Error::transient(format!(
-                "{} gained column `{column}` while the changes were read; the next attempt reads it",
-                table.display
-            )));
-        }
-    }
-    Ok(Some(map))
-}
-
-fn values<'a>(map: &[Option<usize>], tuple: &'a [Value]) -> Vec<Option<&'a Value>> {
-    map.iter().map(|i| i.and_then(|i| tuple.get(i))).collect()
+    Ok(reader.read(&names.slot, source.connection(), request.group.clone(), read))
 }
 
 /// The slot's state and the WAL it holds on the server.
@@ -811,26 +556,26 @@ pub async fn drop_slot(source: &PostgresSource, names: &CdcNames) -> Result<Opti
     Ok(dropped.map(|_| names.slot.clone()))
 }
 
-/// Tell the slot that the destination holds everything before `watermark`:
-/// on the parked stream if there is one (it stays parked for the next read),
-/// else on a connection of its own.
-pub async fn confirm(source: &PostgresSource, names: &CdcNames, watermark: &str) -> Result<()> {
+/// Tell the slot that the destination holds everything before `watermark`,
+/// and the other pipelines reading the slot everything before `peers`: it may
+/// recycle the WAL before the lowest of them.
+pub async fn confirm(source: &PostgresSource, names: &CdcNames, watermark: &str, peers: &[String]) -> Result<()> {
     let lsn = Lsn::parse(watermark).ok_or_else(|| Error::internal(format!("`{watermark}` is not an LSN")))?;
-    {
-        let mut parked = source.holder().0.lock().await;
-        if let Some(stream) = parked.as_mut().filter(|p| p.slot == names.slot) {
-            match stream.repl.status(lsn, lsn).await {
-                Ok(()) => return Ok(()),
-                Err(e) => {
-                    warn!(slot = %names.slot, error = %e, "the parked replication connection is gone; confirming on a new one");
-                    *parked = None;
-                }
-            }
-        }
-    }
-    let mut repl = ReplicationConn::connect(source.connection()).await?;
-    repl.start(&names.slot, lsn, &names.publication).await?;
-    repl.finish(lsn).await
+    let lsn = peers.iter().filter_map(|p| Lsn::parse(p)).fold(lsn, Lsn::min);
+    let reader = Reader::of(None, source.reader());
+    reader.confirm(&names.slot, source.connection(), &names.publication, lsn).await
+}
+
+/// The pipelines that name one slot on one server read it together.
+pub fn read_group(source: &PostgresSource, names: &CdcNames) -> String {
+    let url = source.connection().url();
+    format!(
+        "postgres://{}:{}{} slot {}",
+        url.host_str().unwrap_or("localhost"),
+        url.port().unwrap_or(5432),
+        url.path(),
+        names.slot
+    )
 }
 
 #[cfg(test)]
