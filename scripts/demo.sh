@@ -15,8 +15,8 @@
 # the Delta tables, and the completion email the runs sent (caught by a local
 # SMTP server). Uses a local PostgreSQL and MariaDB and an aiosmtpd server
 # (started or installed by scripts/services.sh, as is dbt), the PostgreSQL
-# databases weir_demo and weir_demo_engagement (with its replication slots
-# weir_engagement_*), the MariaDB database weir_demo_chat, and the test kit's
+# databases weir_demo and weir_demo_engagement (with its replication slot
+# weir_engagement), the MariaDB database weir_demo_chat, and the test kit's
 # Elasticsearch server (weir-es) on 127.0.0.1:9210, or the cluster at
 # $WEIR_DEMO_ES_URL.
 set -euo pipefail
@@ -101,13 +101,14 @@ INSERT INTO controller (name, source_type, source_connection, source_table, dest
 VALUES ('person_sabt',  'elasticsearch', 'registry', 'person_sabt',  'delta', 'sabt', 'person_sabt',  'full', '{"array_fields": ["phones"]}'),
        ('vehicle_sabt', 'elasticsearch', 'registry', 'vehicle_sabt', 'delta', 'sabt', 'vehicle_sabt', 'full', '{}'),
        ('company_sabt', 'elasticsearch', 'registry', 'company_sabt', 'delta', 'sabt', 'company_sabt', 'full', '{"array_fields": ["sectors"]}');
--- The engagement application, captured: the first run snapshots each table at its slot's
--- consistent point, every later run (or runner stream) applies the changes logged since.
+-- The engagement application, captured: the first run snapshots each table at the slot's
+-- consistent point, every later run (or runner stream) applies the changes logged since. The
+-- three share one slot: the server decodes its log once for all of them.
 INSERT INTO controller (name, source_type, source_connection, source_table, destination_type, destination_connection,
-                        schema_name, destination_table, load_type)
-VALUES ('engagement_content', 'postgres', 'engagement', 'public.content',           'postgres', NULL,   'bronze_engagement', 'content',           'cdc'),
-       ('engagement_events',  'postgres', 'engagement', 'public.engagement_events', 'postgres', NULL,   'bronze_engagement', 'engagement_events', 'cdc'),
-       ('engagement_lake',    'postgres', 'engagement', 'public.engagement_events', 'delta',    'lake', 'engagement',        'engagement_events', 'cdc');
+                        schema_name, destination_table, load_type, options)
+VALUES ('engagement_content', 'postgres', 'engagement', 'public.content',           'postgres', NULL,   'bronze_engagement', 'content',           'cdc', '{"slot": "weir_engagement"}'),
+       ('engagement_events',  'postgres', 'engagement', 'public.engagement_events', 'postgres', NULL,   'bronze_engagement', 'engagement_events', 'cdc', '{"slot": "weir_engagement"}'),
+       ('engagement_lake',    'postgres', 'engagement', 'public.engagement_events', 'delta',    'lake', 'engagement',        'engagement_events', 'cdc', '{"slot": "weir_engagement"}');
 -- dbt, once the bronze tables it reads are loaded: silver (typed, cleaned, deduplicated) and gold
 -- (sales aggregates; the chat star schema) in this database, incremental models built incrementally.
 INSERT INTO controller (name, source_type, data_source, schema_name, load_type, depends_on, options)
@@ -128,7 +129,7 @@ $bin/runner --date 20250324
 step "runner --date 20250323 again: re-running a date replaces that date's rows"
 $bin/runner --date 20250323 --pipeline orders_daily
 
-step "change data capture: the mirrors equal their sources, and the slots the server keeps for them"
+step "change data capture: the mirrors equal their sources, and the slot the server keeps for them"
 psql "$WEIR_DATABASE_URL" -c "SELECT pipeline_name, run_date, records_read AS changes, records_processed AS rows_changed,
   watermark_after AS lsn FROM audit WHERE pipeline_name LIKE 'engagement%' AND status = 'success' ORDER BY 1, 2"
 engagement_counts() {
