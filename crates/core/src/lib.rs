@@ -29,6 +29,6 @@ pub use report::{PipelineReport, RunReport, Status};
 pub use traits::{
     BatchStream, CaptureStatus, DefaultConnection, LoadOutcome, LoadRequest, Position, ReadGroup, ReadRequest, Sink,
     SinkContext, SinkFactory, SinkRegistration, Source, SourceBatch, SourceContext, SourceFactory, SourceRegistration,
-    SourceStream, TableEntry, Transform, TransformContext, TransformFactory, TransformOutcome, TransformRegistration,
-    TransformRequest, WatermarkFilter,
+    SourceStream, SteppedOut, TableEntry, Transform, TransformContext, TransformFactory, TransformOutcome,
+    TransformRegistration, TransformRequest, WatermarkFilter,
 };

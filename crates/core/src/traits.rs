@@ -122,10 +122,26 @@ impl ReadGroup {
         let _ = self.members.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| Some(n.saturating_sub(1)));
     }
 
+    /// A member sits out until the guard drops (a retry's backoff): the
+    /// group's reads need not wait for it meanwhile.
+    pub fn step_out(self: &Arc<Self>) -> SteppedOut {
+        self.leave();
+        SteppedOut(self.clone())
+    }
+
     /// The source's state for the group, made on first use; `None` if another
     /// type of state took the place (two source types claiming one key).
     pub fn state<T: Default + Send + Sync + 'static>(&self) -> Option<Arc<T>> {
         self.state.get_or_init(|| Arc::new(T::default())).clone().downcast::<T>().ok()
+    }
+}
+
+/// See [`ReadGroup::step_out`].
+pub struct SteppedOut(Arc<ReadGroup>);
+
+impl Drop for SteppedOut {
+    fn drop(&mut self) {
+        self.0.enter();
     }
 }
 

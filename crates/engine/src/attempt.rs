@@ -270,6 +270,7 @@ impl Engine {
                     if e.is_retryable() && attempt < max_attempts {
                         let wait = Duration::from_millis(backoff).saturating_mul(2u32.saturating_pow(attempt - 1));
                         warn!(attempt, wait_ms = wait.as_millis() as u64, error = %message, "attempt failed; retrying");
+                        let _away = ctx.groups.of(name).map(|g| g.read.step_out());
                         tokio::select! {
                             () = tokio::time::sleep(wait) => continue,
                             () = token.cancelled() => {

@@ -328,6 +328,7 @@ impl Engine {
                         .saturating_mul(2u32.saturating_pow(failures.min(10)))
                         .min(MAX_BACKOFF);
                     warn!(error = %redactor.redact(&e.to_string()), wait_ms = wait.as_millis() as u64, "a commit cycle failed; resuming from the committed position");
+                    let _away = ctx.groups.of(name).map(|g| g.read.step_out());
                     tokio::select! {
                         () = tokio::time::sleep(wait) => {}
                         () = ctx.cancel.cancelled() => {}

@@ -35,9 +35,10 @@ use crate::types::Column;
 const EPOCH_MICROS: i64 = 946_684_800_000_000;
 /// Text of changes held for one pipeline before a batch goes to its sink.
 const BATCH_BYTES: usize = 32 * 1024 * 1024;
-/// How long a round waits for the group's other pipelines to ask. One that
-/// asks later reads in a pass of its own: slower, never wrong.
-const GATHER: Duration = Duration::from_secs(5);
+/// How long a round waits at most for the group's other pipelines to ask
+/// (those between attempts step out of the group meanwhile). One that asks
+/// later reads in a pass of its own: slower, never wrong.
+const GATHER: Duration = Duration::from_secs(60);
 /// How often a gathering round looks again.
 const GATHER_POLL: Duration = Duration::from_millis(10);
 
