@@ -36,7 +36,8 @@
 # Weir's mirror is checked against the source at the end of each Weir run (row count and a hash of
 # every row's text); a difference is reported in the table's note column, not hidden.
 #
-# Environment: PEERS (default "recvlogical debezium"; PEERS=0 or "" runs Weir alone), COMMIT_INTERVAL
+# Environment: PEERS (default "recvlogical debezium"; PEERS=0 or "" runs Weir alone), MODES (default
+# "backlog live"; MODES=backlog for the rates alone), COMMIT_INTERVAL
 # (Weir's options.commit_interval, default 200ms), WEIR_CDC_OPTIONS (more JSON members for Weir's
 # options, e.g. '"history": true' or '"commit_rows": 100000'), DBZ_ARGS (key=value for Debezium),
 # JAVA_OPTS (the JVM's; defaults otherwise), TIMEOUT (s per drain, default 1800), KEEP=1 (keep the
@@ -51,6 +52,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 n=${1:-1000000} rate=${2:-10000}
 peers=${PEERS-"recvlogical debezium"}
+modes=${MODES:-"backlog live"}
 [[ $peers != 0 ]] || peers=""
 skip_first=${SKIP_FIRST:-20} timeout=${TIMEOUT:-1800}
 interval=${COMMIT_INTERVAL:-200ms}
@@ -332,14 +334,15 @@ run_debezium() { # MODE
   $peer/pg_recvlogical.sh --drop "$src" weir_bench_dbz $pub
 }
 
-run_weir backlog
-run_weir live
+for mode in $modes; do run_weir "$mode"; done
 for p in $peers; do
-  case $p in
-    recvlogical) run_recvlogical backlog; run_recvlogical live ;;
-    debezium) run_debezium backlog; run_debezium live ;;
-    *) echo "unknown peer $p (PEERS: recvlogical, debezium)" >&2; exit 2 ;;
-  esac
+  for mode in $modes; do
+    case $p in
+      recvlogical) run_recvlogical "$mode" ;;
+      debezium) run_debezium "$mode" ;;
+      *) echo "unknown peer $p (PEERS: recvlogical, debezium)" >&2; exit 2 ;;
+    esac
+  done
 done
 
 ratio() { # A B: A/B, or "n/a"

@@ -24,8 +24,6 @@ use crate::types::{BatchEncoder, ColumnPlan, existing_column, new_column};
 /// The column that records which run date loaded a row of a date-sliced table.
 pub const RUN_DATE_COLUMN: &str = "_weir_run_date";
 const DEFAULT_COPY_BUFFER: usize = 8 * 1024 * 1024;
-/// A mirror applies the changes staged so far at every this many.
-const APPLY_EVERY: u64 = 200_000;
 
 /// Loads pipelines into one PostgreSQL database.
 pub struct PostgresSink {
@@ -233,33 +231,17 @@ impl Sink for PostgresSink {
 
         let flush_at = self.options.copy_buffer_bytes.unwrap_or(DEFAULT_COPY_BUFFER).max(64 * 1024);
         let mut outcome = LoadOutcome { watermark: request.watermark_before.clone(), ..Default::default() };
-        // A mirror applies its changes every APPLY_EVERY staged rows, in the
-        // load's transaction, while the source reads on: the apply overlaps
-        // the read instead of following it.
-        let apply_every = if mode == Mode::Mirror { apply_every() } else { u64::MAX };
-        let (mut copied, mut applied, mut mirror_counts) = (0u64, 0u64, std::collections::BTreeMap::new());
-        let mut batches = input.batches;
-        let (mut ended, mut rounds) = (false, 0u32);
-        while !ended {
+        let copied = {
             let mut copy = tx
                 .copy_in_raw(&format!("COPY {copy_target} ({columns}) FROM STDIN (FORMAT binary)"))
                 .await
                 .map_err(|e| db_error(e, "starting COPY"))?;
             let mut buf = BytesMut::with_capacity(flush_at + flush_at / 4);
-            match rounds {
-                0 => encoder.header(&mut buf)?,
-                _ => BatchEncoder::begin_round(&mut buf),
-            }
-            rounds += 1;
-            let mut staged = 0u64;
+            encoder.header(&mut buf)?;
+            let mut batches = input.batches;
             let streamed: Result<()> = async {
-                while staged < apply_every {
-                    let Some(item) = batches.next().await else {
-                        ended = true;
-                        break;
-                    };
+                while let Some(item) = batches.next().await {
                     let item = item?;
-                    staged += item.batch.num_rows() as u64;
                     outcome.rows_read += item.batch.num_rows() as u64;
                     outcome.bytes_read = item.position.bytes_read;
                     if item.position.watermark.is_some() {
@@ -270,36 +252,24 @@ impl Sink for PostgresSink {
                         copy.send(buf.split()).await.map_err(|e| db_error(e, "sending COPY data"))?;
                     }
                 }
-                match ended {
-                    true => encoder.footer(&mut buf)?,
-                    false => BatchEncoder::end_round(&mut buf),
-                }
+                encoder.footer(&mut buf)?;
                 copy.send(buf.split()).await.map_err(|e| db_error(e, "sending COPY data"))?;
                 Ok(())
             }
             .await;
             match streamed {
-                Ok(()) => copied += copy.finish().await.map_err(|e| db_error(e, "finishing COPY"))?,
+                Ok(()) => copy.finish().await.map_err(|e| db_error(e, "finishing COPY"))?,
                 Err(e) => {
                     let _ = copy.abort("weir: load failed").await;
                     return Err(e);
                 }
             }
-            if !ended {
-                applied += apply_changes(&mut tx, &target, &table_plans, request, &mut mirror_counts).await?;
-                exec(&mut tx, "TRUNCATE _weir_stage", "emptying the staging table").await?;
-            }
-        }
+        };
 
         let exprs = stage_exprs(&encoder);
         outcome.counts = encoder.counts().clone();
-        for (kind, n) in mirror_counts {
-            *outcome.counts.entry(kind).or_default() += n;
-        }
         outcome.rows_written = match (mode, staged) {
-            (Mode::Mirror, _) => {
-                applied + apply_changes(&mut tx, &target, &table_plans, request, &mut outcome.counts).await?
-            }
+            (Mode::Mirror, _) => apply_changes(&mut tx, &target, &table_plans, request, &mut outcome.counts).await?,
             (Mode::Upsert, _) => merge_staged(&mut tx, &target, &encoder.column_names(), &exprs, request).await?,
             (_, true) => {
                 let sql = format!("INSERT INTO {target} ({columns}) SELECT {} FROM _weir_stage", exprs.join(", "));
@@ -318,16 +288,6 @@ impl Sink for PostgresSink {
         tx.commit().await.map_err(|e| db_error(e, "committing the load"))?;
         Ok(outcome)
     }
-}
-
-/// [`APPLY_EVERY`]; the tests apply every batch on its own with
-/// `WEIR_APPLY_EVERY=1` (debug builds only: a release runner has no such switch).
-fn apply_every() -> u64 {
-    #[cfg(debug_assertions)]
-    if let Some(n) = std::env::var("WEIR_APPLY_EVERY").ok().and_then(|v| v.parse().ok()) {
-        return n;
-    }
-    APPLY_EVERY
 }
 
 fn chrono_epoch() -> chrono::NaiveDate {
@@ -694,7 +654,6 @@ async fn apply_changes(
         "applying inserts and updates",
     )
     .await?;
-    exec(conn, "DROP TABLE _weir_latest", "dropping the last changes of the applied rows").await?;
     Ok(changed)
 }
 

@@ -398,20 +398,6 @@ impl BatchEncoder {
         self.encoder.write_footer(out).map_err(encode_error)
     }
 
-    /// End one COPY and begin the next (a load that COPYs in rounds): the
-    /// encoder writes one header and one footer in its life, so the ones in
-    /// between are written here. `begin` starts the next COPY's data.
-    pub fn end_round(end: &mut bytes::BytesMut) {
-        bytes::BufMut::put_i16(end, -1);
-    }
-
-    pub fn begin_round(begin: &mut bytes::BytesMut) {
-        use bytes::BufMut;
-        begin.put_slice(b"PGCOPY\n\xff\r\n\0");
-        begin.put_i32(0); // flags
-        begin.put_i32(0); // header extension length
-    }
-
     /// Convert `batch` (with the source schema the plans were made from) and append it to `out`.
     pub fn encode(&mut self, batch: &RecordBatch, out: &mut bytes::BytesMut) -> Result<()> {
         let mut columns = Vec::with_capacity(self.schema.fields().len());

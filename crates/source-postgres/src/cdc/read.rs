@@ -108,8 +108,12 @@ pub(crate) struct Request {
 
 struct Member {
     request: Request,
-    tx: mpsc::Sender<Result<SourceBatch>>,
+    tx: mpsc::Sender<Sent>,
 }
+
+/// What a round sends a pipeline: a batch, and whether it is the read's last
+/// (an error is). The last batch carries the read's end as its position.
+type Sent = (Result<SourceBatch>, bool);
 
 impl Reader {
     /// The group's reader, or a reader of the pipeline's own.
@@ -144,7 +148,6 @@ impl Reader {
         request: Request,
     ) -> SourceStream {
         let schema = schema(&request.table.columns);
-        let start = request.from.to_string();
         let (tx, rx) = mpsc::channel(2);
         let lead = match self.forming.lock() {
             Ok(mut forming) => {
@@ -153,7 +156,7 @@ impl Reader {
                 forming.members.len() == 1
             }
             Err(_) => {
-                let _ = tx.try_send(Err(Error::internal("the slot's reader was poisoned by a panic")));
+                let _ = tx.try_send((Err(Error::internal("the slot's reader was poisoned by a panic")), true));
                 false
             }
         };
@@ -164,23 +167,14 @@ impl Reader {
                 reader.round(&slot, &connection, members).await;
             });
         }
-        // Every batch but the last carries the start: a read that ends without
-        // its last batch (the round died) must not look like a complete one.
-        let batches = futures::stream::unfold((rx, false), move |(mut rx, ended)| {
-            let start = start.clone();
-            async move {
-                match rx.recv().await {
-                    Some(item) => {
-                        let last = match &item {
-                            Ok(b) => b.position.watermark.as_deref() != Some(start.as_str()),
-                            Err(_) => true,
-                        };
-                        Some((item, (rx, ended || last)))
-                    }
-                    None if ended => None,
-                    None => {
-                        Some((Err(Error::internal("the change reader stopped before the end of its read")), (rx, true)))
-                    }
+        // A read that ends without its last batch (the round died) must not
+        // look like a complete one.
+        let batches = futures::stream::unfold((rx, false), move |(mut rx, ended)| async move {
+            match rx.recv().await {
+                Some((item, last)) => Some((item, (rx, ended || last))),
+                None if ended => None,
+                None => {
+                    Some((Err(Error::internal("the change reader stopped before the end of its read")), (rx, true)))
                 }
             }
         })
@@ -300,7 +294,7 @@ impl Reader {
                 Ok(stream) => stream,
                 Err(e) => {
                     for m in &members {
-                        let _ = m.tx.send(Err(e.clone())).await;
+                        let _ = m.tx.send((Err(e.clone()), true)).await;
                     }
                     return;
                 }
@@ -494,7 +488,7 @@ impl Reader {
                 Message::Other => {}
             }
             for r in readings.iter_mut() {
-                r.flush(bytes, false).await;
+                r.flush(bytes).await;
             }
             if readings.iter().all(|r| !r.live()) {
                 return Ok(None); // nobody listens: the connection is mid-read, not parked
@@ -518,7 +512,7 @@ async fn start(slot: &str, connection: &ConnectionUrl, from: Lsn, publications: 
 /// One pipeline's share of a round.
 struct Reading {
     request: Request,
-    tx: mpsc::Sender<Result<SourceBatch>>,
+    tx: mpsc::Sender<Sent>,
     batcher: ChangeBatcher,
     /// Relation id → where each of its table's columns sits in the tuples; `None`: another table.
     relations: HashMap<u32, Option<Vec<Option<usize>>>>,
@@ -530,6 +524,8 @@ struct Reading {
     skip: bool,
     /// Its sink stopped listening, or its read failed.
     gone: bool,
+    /// A value it could not read, to send it.
+    failed: Option<Error>,
     /// Bytes of the log the round read.
     bytes: u64,
 }
@@ -546,6 +542,7 @@ impl Reading {
             rows_before: 0,
             skip: false,
             gone: false,
+            failed: None,
             bytes: 0,
         };
         for rel in known.values() {
@@ -587,21 +584,25 @@ impl Reading {
     fn push(&mut self, operation: &str, values: &[Option<&Value>], meta: Meta) {
         if let Err(e) = self.batcher.push(operation, values, meta) {
             self.gone = true;
-            let _ = self.tx.try_send(Err(e));
+            self.failed = Some(e);
         }
     }
 
     fn push_truncate(&mut self, meta: Meta) {
         if let Err(e) = self.batcher.push_truncate(meta) {
             self.gone = true;
-            let _ = self.tx.try_send(Err(e));
+            self.failed = Some(e);
         }
     }
 
-    /// Send the batch if it is full (or `force`), carrying the start position.
-    async fn flush(&mut self, bytes: u64, force: bool) {
+    /// Send the batch if it is full, carrying the start position.
+    async fn flush(&mut self, bytes: u64) {
+        if let Some(e) = self.failed.take() {
+            let _ = self.tx.send((Err(e), true)).await;
+            return;
+        }
         let full = self.batcher.rows() >= self.request.batch_size || self.batcher.bytes() >= BATCH_BYTES;
-        if self.gone || !(full || force) || self.batcher.rows() == 0 {
+        if self.gone || !full || self.batcher.rows() == 0 {
             return;
         }
         self.sent += self.batcher.rows() as u64;
@@ -609,7 +610,7 @@ impl Reading {
             Position { watermark: Some(self.request.from.to_string()), bytes_read: bytes, ..Default::default() };
         match self.batcher.finish() {
             Ok(batch) => {
-                if self.tx.send(Ok(SourceBatch { batch, position })).await.is_err() {
+                if self.tx.send((Ok(SourceBatch { batch, position }), false)).await.is_err() {
                     self.gone = true; // the load stopped
                 }
             }
@@ -626,7 +627,7 @@ impl Reading {
         let end = end.max(self.request.from);
         let position = Position { watermark: Some(end.to_string()), bytes_read: bytes, ..Default::default() };
         let last = self.batcher.finish().map(|batch| SourceBatch { batch, position });
-        let _ = self.tx.send(last).await;
+        let _ = self.tx.send((last, true)).await;
     }
 
     /// The round ended at `end` (`Lsn(0)`: it stopped where the pipeline's last batch said).
@@ -640,7 +641,7 @@ impl Reading {
     async fn fail(&mut self, e: Error) {
         if !self.gone {
             self.gone = true;
-            let _ = self.tx.send(Err(e)).await;
+            let _ = self.tx.send((Err(e), true)).await;
         }
     }
 }
