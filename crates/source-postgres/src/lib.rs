@@ -10,9 +10,10 @@
 //! sharing one exported snapshot. Types map as [`types`] documents.
 //!
 //! `load_type = 'cdc'` reads a table's changes from a logical replication
-//! slot instead (`cdc.rs`): a snapshot at the slot's consistent point, then
+//! slot instead (`cdc/`): a snapshot at the slot's consistent point, then
 //! every change, over Weir's own replication connection ([`replication`]),
-//! decoded from pgoutput ([`pgoutput`]) into Arrow change rows (`changes.rs`).
+//! decoded from pgoutput ([`pgoutput`]) into Arrow change rows (`changes.rs`);
+//! pipelines that name one slot read it in one pass (`cdc/read.rs`).
 
 mod cdc;
 mod changes;
