@@ -372,7 +372,7 @@ enum SnapshotSlot {
 /// The first run: the table as of a new slot's consistent point.
 async fn snapshot(
     source: &PostgresSource,
-    conn: PgConnection,
+    mut conn: PgConnection,
     relation: Relation,
     key: &[String],
     names: &CdcNames,
@@ -382,7 +382,25 @@ async fn snapshot(
     let created = loop {
         let (name, temporary) = match kind {
             SnapshotSlot::Create => (names.slot.clone(), ""),
-            SnapshotSlot::Temporary => (temporary_slot(), "TEMPORARY "),
+            SnapshotSlot::Temporary => {
+                // A slot another pipeline is still creating has no position
+                // yet, and its consistent point may come after this snapshot's:
+                // the changes in between would be in neither.
+                let ready: Option<Option<String>> = sqlx::query_scalar(
+                    "SELECT confirmed_flush_lsn::text FROM pg_replication_slots WHERE slot_name = $1",
+                )
+                .bind(&names.slot)
+                .fetch_optional(&mut conn)
+                .await
+                .map_err(|e| db_error(e, &format!("reading replication slot `{}`", names.slot)))?;
+                if ready.flatten().is_none() {
+                    return Err(Error::transient(format!(
+                        "replication slot `{}` is being created by another pipeline; the snapshot is taken once it is",
+                        names.slot
+                    )));
+                }
+                (temporary_slot(), "TEMPORARY ")
+            }
         };
         let sql = format!("CREATE_REPLICATION_SLOT {} {temporary}LOGICAL pgoutput EXPORT_SNAPSHOT", quote_ident(&name));
         match repl.query(&sql).await {
