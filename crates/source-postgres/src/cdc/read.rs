@@ -415,10 +415,7 @@ impl Reader {
                 Message::Insert { relation, new } => {
                     if let Some(tx) = &current {
                         for r in readings.iter_mut() {
-                            if let Some(map) = r.map(relation) {
-                                let values = values(map, &new);
-                                r.push(op::INSERT, &values, meta(tx));
-                            }
+                            r.push_row(relation, op::INSERT, &new, meta(tx));
                         }
                     }
                 }
@@ -457,10 +454,7 @@ impl Reader {
                 Message::Delete { relation, old } => {
                     if let Some(tx) = &current {
                         for r in readings.iter_mut() {
-                            if let Some(map) = r.map(relation) {
-                                let values = values(map, &old);
-                                r.push(op::DELETE, &values, meta(tx));
-                            }
+                            r.push_row(relation, op::DELETE, &old, meta(tx));
                         }
                     }
                 }
@@ -585,6 +579,14 @@ impl Reading {
         if let Err(e) = self.batcher.push(operation, values, meta) {
             self.gone = true;
             self.failed = Some(e);
+        }
+    }
+
+    /// A row's change as the log sent it, if this pipeline reads its table.
+    fn push_row(&mut self, relation: u32, operation: &str, tuple: &[Value], meta: Meta) {
+        if let Some(map) = self.map(relation) {
+            let values = values(map, tuple);
+            self.push(operation, &values, meta);
         }
     }
 
