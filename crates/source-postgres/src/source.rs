@@ -15,7 +15,7 @@ use weir_core::{
     WatermarkFilter,
 };
 
-use crate::cdc::{self, CdcNames, OnSlotLost, Reader};
+use crate::cdc::{self, CdcNames, Hold, OnSlotLost, Reader};
 use crate::error::db_error;
 use crate::read::{Chunk, Plan, exec, literal, read_range, start_snapshot, text_literal};
 use crate::relation::{Relation, describe_query, describe_table};
@@ -90,11 +90,14 @@ pub struct PostgresSource {
     config: PostgresConfig,
     /// A cdc pipeline's slot reader: its read group's, or its own.
     reader: std::sync::Mutex<Option<Arc<Reader>>>,
+    /// A cdc snapshot's hold on the slot, until its commit is confirmed (or
+    /// the pipeline is done with this source).
+    hold: std::sync::Mutex<Option<Hold>>,
 }
 
 impl PostgresSource {
     pub fn new(connection: ConnectionUrl, config: PostgresConfig) -> Self {
-        Self { connection, config, reader: std::sync::Mutex::default() }
+        Self { connection, config, reader: std::sync::Mutex::default(), hold: std::sync::Mutex::default() }
     }
 
     pub(crate) fn config(&self) -> &PostgresConfig {
@@ -103,6 +106,17 @@ impl PostgresSource {
 
     pub(crate) fn connection(&self) -> &ConnectionUrl {
         &self.connection
+    }
+
+    /// Keep a snapshot's hold on the slot (replacing an earlier attempt's).
+    pub(crate) fn keep_hold(&self, hold: Hold) {
+        if let Ok(mut held) = self.hold.lock() {
+            *held = Some(hold);
+        }
+    }
+
+    pub(crate) fn take_hold(&self) -> Option<Hold> {
+        self.hold.lock().ok().and_then(|mut held| held.take())
     }
 
     pub(crate) fn reader(&self) -> &std::sync::Mutex<Option<Arc<Reader>>> {

@@ -32,7 +32,7 @@ use tracing::info;
 use weir_core::changes::op;
 use weir_core::{Error, Position, ReadRequest, Result, SourceBatch, SourceStream, quote_ident};
 
-pub(crate) use self::read::Reader;
+pub(crate) use self::read::{Hold, Reader};
 use self::read::{Request, Table};
 use crate::changes::{ChangeBatcher, Meta, schema};
 use crate::error::db_error;
@@ -379,6 +379,9 @@ async fn snapshot(
     mut kind: SnapshotSlot,
 ) -> Result<SourceStream> {
     let mut repl = ReplicationConn::connect(source.connection()).await?;
+    // From before the slot exists until this pipeline commits, peers must not
+    // confirm past this snapshot's point (see `Hold`).
+    let hold = Reader::of(None, source.reader()).hold();
     let created = loop {
         let (name, temporary) = match kind {
             SnapshotSlot::Create => (names.slot.clone(), ""),
@@ -418,6 +421,8 @@ async fn snapshot(
     let (Some(consistent), Some(exported)) = (consistent, exported) else {
         return Err(Error::internal("CREATE_REPLICATION_SLOT returned no consistent point or snapshot"));
     };
+    hold.at(consistent);
+    source.keep_hold(hold);
     match kind {
         SnapshotSlot::Create => {
             info!(slot = %names.slot, %consistent, "created the replication slot; reading the snapshot at its consistent point")
@@ -580,7 +585,13 @@ pub async fn drop_slot(source: &PostgresSource, names: &CdcNames) -> Result<Opti
 pub async fn confirm(source: &PostgresSource, names: &CdcNames, watermark: &str, peers: &[String]) -> Result<()> {
     let lsn = Lsn::parse(watermark).ok_or_else(|| Error::internal(format!("`{watermark}` is not an LSN")))?;
     let lsn = peers.iter().filter_map(|p| Lsn::parse(p)).fold(lsn, Lsn::min);
+    // This pipeline's snapshot is committed now: only the others' hold the slot.
+    drop(source.take_hold());
     let reader = Reader::of(None, source.reader());
+    let lsn = reader.held().map_or(lsn, |held| held.min(lsn));
+    if lsn == Lsn(0) {
+        return Ok(()); // a peer's snapshot has not found its position yet
+    }
     reader.confirm(&names.slot, source.connection(), &names.publication, lsn).await
 }
 

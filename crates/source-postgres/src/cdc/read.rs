@@ -17,6 +17,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
@@ -66,6 +67,36 @@ pub struct Reader {
     /// The highest position confirmed to the slot, and whether the server has
     /// not heard of it yet (a round held the connection then).
     confirmed: std::sync::Mutex<(Lsn, bool)>,
+    /// Positions that snapshots under way will commit ([`Hold`]): the slot
+    /// must not be confirmed past them, though no watermark says so yet.
+    holds: std::sync::Mutex<HashMap<u64, Lsn>>,
+    next_hold: AtomicU64,
+}
+
+/// A snapshot under way holds the slot at its position until its pipeline has
+/// committed (or gives up): a peer that commits a later position meanwhile
+/// must not confirm it, or the changes between the two would be gone when the
+/// snapshot's pipeline reads on.
+pub(crate) struct Hold {
+    reader: Arc<Reader>,
+    id: u64,
+}
+
+impl Hold {
+    /// The position is known now (until then the hold is at the start: nothing is confirmed).
+    pub(crate) fn at(&self, lsn: Lsn) {
+        if let Ok(mut holds) = self.reader.holds.lock() {
+            holds.insert(self.id, lsn);
+        }
+    }
+}
+
+impl Drop for Hold {
+    fn drop(&mut self) {
+        if let Ok(mut holds) = self.reader.holds.lock() {
+            holds.remove(&self.id);
+        }
+    }
 }
 
 #[derive(Default)]
@@ -129,6 +160,20 @@ impl Reader {
             Err(poisoned) => poisoned.into_inner(),
         };
         own.get_or_insert_with(Arc::default).clone()
+    }
+
+    /// Hold the slot back for a snapshot under way (see [`Hold`]).
+    pub(crate) fn hold(self: &Arc<Self>) -> Hold {
+        let id = self.next_hold.fetch_add(1, Ordering::Relaxed);
+        if let Ok(mut holds) = self.holds.lock() {
+            holds.insert(id, Lsn(0));
+        }
+        Hold { reader: self.clone(), id }
+    }
+
+    /// The lowest position a snapshot under way holds the slot at.
+    pub(crate) fn held(&self) -> Option<Lsn> {
+        self.holds.lock().ok().and_then(|holds| holds.values().copied().min())
     }
 
     /// This pipeline reads nothing from the slot this time: the round need not wait for it.
