@@ -3,7 +3,7 @@
 # reuse what is running, start what is installed, install what is missing
 # (apt-get, pip, cargo). Prints `export VAR=…` lines for the caller to eval:
 #
-#   eval "$(scripts/services.sh)"                 # all: postgres mariadb s3 smtp deltalake dbt
+#   eval "$(scripts/services.sh)"                 # all: postgres mariadb s3 smtp deltalake dbt clickhouse
 #   eval "$(scripts/services.sh postgres)"        # just what the tests need
 #
 # Progress goes to stderr; stdout carries only the exports.
@@ -159,11 +159,54 @@ dbt() {
   echo "export WEIR_DBT=$venv/bin/dbt"
 }
 
+# ClickHouse: Debian's package (18.16, the only one these registries have), started
+# by hand on 18123/19000 with a minimal config under $STATE; apt-get does not start it.
+# WEIR_TEST_CLICKHOUSE_URL, when already set, points the tests at another server.
+clickhouse() {
+  if [[ -n ${WEIR_TEST_CLICKHOUSE_URL:-} ]]; then
+    echo "export WEIR_TEST_CLICKHOUSE_URL=$WEIR_TEST_CLICKHOUSE_URL"
+    return
+  fi
+  local dir=$STATE/clickhouse port=18123
+  if ! port_open $port; then
+    command -v clickhouse-server >/dev/null || apt_install clickhouse-server clickhouse-client
+    mkdir -p "$dir/data" "$dir/tmp" "$dir/user_files"
+    cat >"$dir/config.xml" <<XML
+<yandex>
+  <logger><level>warning</level><log>$dir/server.log</log><errorlog>$dir/error.log</errorlog></logger>
+  <listen_host>127.0.0.1</listen_host>
+  <http_port>$port</http_port>
+  <tcp_port>19000</tcp_port>
+  <path>$dir/data/</path>
+  <tmp_path>$dir/tmp/</tmp_path>
+  <user_files_path>$dir/user_files/</user_files_path>
+  <users_config>$dir/users.xml</users_config>
+  <default_profile>default</default_profile>
+  <default_database>default</default_database>
+  <mark_cache_size>268435456</mark_cache_size>
+</yandex>
+XML
+    cat >"$dir/users.xml" <<XML
+<yandex>
+  <profiles><default></default></profiles>
+  <users><default><password></password><networks><ip>127.0.0.1</ip><ip>::1</ip></networks>
+    <profile>default</profile><quota>default</quota></default></users>
+  <quotas><default></default></quotas>
+</yandex>
+XML
+    say "starting ClickHouse $(clickhouse-client --version 2>/dev/null | grep -o '[0-9][0-9.]*[0-9]' | head -n1) on $port"
+    nohup clickhouse-server --config-file="$dir/config.xml" >"$dir/stdout.log" 2>&1 </dev/null &
+    wait_port $port ClickHouse
+  fi
+  echo "export WEIR_TEST_CLICKHOUSE_URL=clickhouse://default@127.0.0.1:$port/default"
+  echo "export WEIR_TEST_CLICKHOUSE_TCP=127.0.0.1:19000"
+}
+
 services=("$@")
-[[ ${#services[@]} -gt 0 ]] || services=(postgres mariadb s3 smtp deltalake dbt)
+[[ ${#services[@]} -gt 0 ]] || services=(postgres mariadb s3 smtp deltalake dbt clickhouse)
 for s in "${services[@]}"; do
   case "$s" in
-    postgres|pgplain|pgrestart|mariadb|s3|smtp|deltalake|dbt) "$s" ;;
-    *) say "unknown service '$s' (known: postgres pgplain pgrestart mariadb s3 smtp deltalake dbt)"; exit 2 ;;
+    postgres|pgplain|pgrestart|mariadb|s3|smtp|deltalake|dbt|clickhouse) "$s" ;;
+    *) say "unknown service '$s' (known: postgres pgplain pgrestart mariadb s3 smtp deltalake dbt clickhouse)"; exit 2 ;;
   esac
 done

@@ -9,6 +9,7 @@
 
 mod bad_input;
 mod cdc;
+mod clickhouse;
 mod dbt;
 mod delta;
 mod elasticsearch;
