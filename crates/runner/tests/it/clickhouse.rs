@@ -79,6 +79,7 @@ async fn clickhouse_pipeline(h: &Harness, name: &str, table: &str, db: &str, ext
     let db = format!("'{db}'");
     let mut columns =
         vec![("destination_type", "'clickhouse'"), ("destination_connection", "'ch'"), ("schema_name", db.as_str())];
+    columns.retain(|(k, _)| !extra.iter().any(|(e, _)| e == k));
     columns.extend(extra.iter().copied());
     pipeline(h, name, table, &columns).await;
 }
@@ -351,5 +352,36 @@ async fn loads_into_clickhouse_are_exactly_once_through_lost_answers_and_kills()
     assert_eq!(stages, "0\n", "no staging table is left");
     let audit = h.last_audit("ch_events").await;
     assert_eq!(audit.watermark_after.as_deref(), Some("3500"));
+    server.query(&format!("DROP DATABASE {db}"));
+}
+
+/// A server that does not answer fails its pipeline with the server named and
+/// no password printed anywhere; the run goes on for the other pipelines.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_clickhouse_that_is_down_fails_its_pipeline_naming_the_server() {
+    let server = Server::new();
+    let mut h = Harness::new("ch_down").await;
+    source(&mut h, "ch_down_src", "CREATE TABLE t (id integer PRIMARY KEY); INSERT INTO t VALUES (1), (2);").await;
+    h.set_env("WEIR_CONN_CH", &server.url);
+    h.set_env("WEIR_CONN_DOWN", "clickhouse://loader:Sekret-42@127.0.0.1:1/analytics");
+    let db = database("down");
+    clickhouse_pipeline(&h, "ch_up", "public.t", &db, &[]).await;
+    clickhouse_pipeline(
+        &h,
+        "ch_down",
+        "public.t",
+        &db,
+        &[("destination_connection", "'down'"), ("options", r#"'{"retries": 0}'"#)],
+    )
+    .await;
+    let run = h.run_date(D1).await;
+    assert_ne!(run.code, 0);
+    assert!(run.all().contains("127.0.0.1:1"), "{}", run.all());
+    assert!(!run.all().contains("Sekret-42"), "{}", run.all());
+    let audit = h.last_audit("ch_down").await;
+    assert_eq!(audit.status, "failed");
+    assert!(!audit.error.contains("Sekret-42"), "{}", audit.error);
+    assert_eq!(h.last_audit("ch_up").await.status, "success");
+    assert_eq!(server.query(&format!("SELECT count() FROM {db}.ch_up")), "2\n");
     server.query(&format!("DROP DATABASE {db}"));
 }
