@@ -33,7 +33,7 @@ problems = []
 
 # scripts/services.sh's services and what plays their part in Compose.
 counterpart = {"postgres": "postgres", "mariadb": "mariadb", "s3": "minio", "smtp": "mailpit", "dbt": "weir",
-               "deltalake": None}
+               "deltalake": None, "clickhouse": "clickhouse"}
 script = open("scripts/services.sh").read()
 known = re.search(r"\|\| services=\(([^)]*)\)", script).group(1).split()
 for s in known:
@@ -48,7 +48,8 @@ for var in sorted(set(re.findall(r"\$\{(\w+)", open("docker-compose.yml").read()
         problems.append(f"docker-compose.yml reads ${{{var}}}, which .env.example does not set")
 
 # Every URL in .env.example points at a Compose service, with the password Compose gives it.
-secrets = {"postgres": env.get("WEIR_PG_PASSWORD"), "mariadb": env.get("WEIR_MARIADB_PASSWORD")}
+secrets = {"postgres": env.get("WEIR_PG_PASSWORD"), "mariadb": env.get("WEIR_MARIADB_PASSWORD"),
+           "clickhouse": env.get("WEIR_CLICKHOUSE_PASSWORD")}
 for key, value in env.items():
     if "://" not in value or value.startswith("file:"):
         continue
