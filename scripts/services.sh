@@ -165,6 +165,7 @@ dbt() {
 clickhouse() {
   if [[ -n ${WEIR_TEST_CLICKHOUSE_URL:-} ]]; then
     echo "export WEIR_TEST_CLICKHOUSE_URL=$WEIR_TEST_CLICKHOUSE_URL"
+    echo "export WEIR_TEST_CLICKHOUSE_TCP=${WEIR_TEST_CLICKHOUSE_TCP:-127.0.0.1:19000}"
     return
   fi
   local dir=$STATE/clickhouse port=18123

@@ -23,7 +23,12 @@ impl Registry {
             weir_source_elasticsearch::REGISTRATION,
             weir_source_postgres::REGISTRATION,
         ];
-        let sinks = [weir_sink_postgres::REGISTRATION, weir_delta::REGISTRATION, weir_sink_clickhouse::REGISTRATION];
+        let sinks = [
+            weir_sink_postgres::REGISTRATION,
+            weir_delta::REGISTRATION,
+            weir_sink_clickhouse::REGISTRATION,
+            weir_sink_redis::REGISTRATION,
+        ];
         let transforms = [weir_transform_dbt::REGISTRATION];
         Self {
             sources: sources.into_iter().map(|r| (r.name, r)).collect(),

@@ -19,4 +19,5 @@ mod mysql;
 mod ops;
 mod parquet_types;
 mod postgres;
+mod redis;
 mod s3;
