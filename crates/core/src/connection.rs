@@ -83,10 +83,20 @@ impl ConnectionUrl {
 
     /// Parse a URL given directly (the metadata database's, say).
     pub fn parse(name: &str, url: &str) -> Result<Self> {
-        let parsed = Url::parse(url).map_err(|e| {
+        let parsed = Url::parse(url).or_else(|e| match url.strip_prefix("kafka://") {
+            // `kafka://host:port,host:port`: a list of brokers, which a URL cannot hold; the
+            // first stands for them here (the kafka connector reads the list from the text).
+            Some(rest) if rest.contains(',') => {
+                let end = rest.find(['/', '?']).unwrap_or(rest.len());
+                let first = rest[..end].split(',').next().unwrap_or_default();
+                Url::parse(&format!("kafka://{first}{}", &rest[end..]))
+            }
+            _ => Err(e),
+        });
+        let parsed = parsed.map_err(|e| {
             Error::user(format!(
                 "connection `{name}` is not a valid URL ({e}); expected postgres://, mysql://, \
-                 http(s)://, file:/// or s3://bucket/prefix?endpoint=…"
+                 http(s)://, file:///, s3://bucket/prefix?endpoint=…, clickhouse://, redis:// or kafka://"
             ))
         })?;
         Ok(Self { name: name.to_owned(), url: Secret::new(url), parsed })

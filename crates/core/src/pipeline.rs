@@ -82,8 +82,12 @@ pub struct PipelineDef {
     pub destination_type: String,
     pub destination_connection: Option<String>,
     pub schema_name: Ident,
-    /// Empty for a transform (dbt), which builds the tables its project defines.
+    /// Empty for a transform (dbt), which builds the tables its project defines,
+    /// and for a topic (see `destination_name`).
     pub destination_table: Option<Ident>,
+    /// `destination_table` as written: a `kafka` destination's topic, which may
+    /// hold `.` and `-` (`postgres.public.orders`) and is no SQL identifier.
+    pub destination_name: Option<String>,
     pub load_type: LoadType,
     pub watermark_column: Option<Ident>,
     pub primary_key: Vec<Ident>,
@@ -121,7 +125,11 @@ impl PipelineDef {
             destination_type: row.destination_type.trim().to_ascii_lowercase(),
             destination_connection: row.destination_connection.clone().filter(|s| !s.is_empty()),
             schema_name: ident(&row.schema_name, "schema_name")?,
-            destination_table: opt_ident(&Some(row.destination_table.clone()), "destination_table")?,
+            destination_table: match row.destination_type.trim().eq_ignore_ascii_case("kafka") {
+                true => None,
+                false => opt_ident(&Some(row.destination_table.clone()), "destination_table")?,
+            },
+            destination_name: Some(row.destination_table.trim().to_owned()).filter(|s| !s.is_empty()),
             load_type: LoadType::parse(&row.load_type)?,
             watermark_column: opt_ident(&row.watermark_column, "watermark_column")?,
             primary_key: idents(&row.primary_key, "primary_key")?,

@@ -28,6 +28,7 @@ impl Registry {
             weir_delta::REGISTRATION,
             weir_sink_clickhouse::REGISTRATION,
             weir_sink_redis::REGISTRATION,
+            weir_kafka::SINK,
         ];
         let transforms = [weir_transform_dbt::REGISTRATION];
         Self {

@@ -14,6 +14,7 @@ mod dbt;
 mod delta;
 mod elasticsearch;
 mod harness;
+mod kafka;
 mod loads;
 mod mysql;
 mod ops;

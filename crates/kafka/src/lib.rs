@@ -1,0 +1,52 @@
+//! Weir `kafka`: Kafka-protocol topics (Apache Kafka, Redpanda, Tansu), over
+//! the broker protocol itself (rskafka: no consumer groups, no broker-side
+//! transactions; Weir keeps its own positions).
+//!
+//! As a destination ([`sink`]): one message per row, keyed by the primary key,
+//! the value the row as JSON, or for a change stream the envelope Debezium's
+//! users know; each row of a load produced once, however often the load is
+//! killed and run again.
+
+mod client;
+mod envelope;
+mod sink;
+
+use weir_core::{DefaultConnection, Error, Result, SinkContext, SinkRegistration};
+
+pub use client::Brokers;
+pub use sink::KafkaSink;
+
+/// How the engine finds the destination: `destination_type = 'kafka'`.
+pub const SINK: SinkRegistration = SinkRegistration {
+    name: "kafka",
+    option_keys: SinkOptions::KEYS,
+    default_connection: DefaultConnection::None,
+    applies_changes: true,
+    build: build_sink,
+};
+
+/// `options` of a kafka destination.
+#[derive(Debug, Clone, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SinkOptions {
+    /// Partitions of a topic Weir creates (default 1).
+    pub partitions: Option<i32>,
+    /// Replicas of a topic Weir creates (default 1).
+    pub replication_factor: Option<i16>,
+}
+
+impl SinkOptions {
+    pub const KEYS: &'static [&'static str] = &["partitions", "replication_factor"];
+}
+
+fn build_sink(ctx: SinkContext<'_>) -> Result<Box<dyn weir_core::Sink>> {
+    let options: SinkOptions = weir_core::options::parse(ctx.options, SinkOptions::KEYS)?;
+    let connection =
+        ctx.connection.ok_or_else(|| Error::user("destination_connection is empty; a kafka destination needs one"))?;
+    let brokers = Brokers::new(&connection)?;
+    let topic =
+        ctx.pipeline.destination_name.clone().ok_or_else(|| {
+            Error::user("destination_table is empty; a kafka destination needs the topic's name there")
+        })?;
+    Ok(Box::new(KafkaSink::new(brokers, &ctx.pipeline.name, topic, options)?))
+}
