@@ -49,6 +49,7 @@ const SECRET_PARAMS: &[&str] = &[
     "password",
     "api_key",
     "sslpassword",
+    "sasl_password",
 ];
 
 /// The connection URL of a named connection. Prints redacted.
@@ -302,6 +303,18 @@ mod tests {
         assert!(shown.contains("secret_access_key=***"), "{shown}");
         let pg = ConnectionUrl::parse("w", "postgres://weir:hunter22@db:5432/dw").unwrap();
         assert_eq!(pg.redacted(), "postgres://weir:***@db:5432/dw");
+        // A broker list is no URL host; the first broker stands for it, the SASL password hidden.
+        let kafka = ConnectionUrl::parse(
+            "stream",
+            "kafka://b1:9092,b2:9092?sasl_mechanism=PLAIN&sasl_username=u&sasl_password=hunter22",
+        )
+        .unwrap();
+        assert!(!kafka.redacted().contains("hunter22"), "{}", kafka.redacted());
+        assert!(kafka.secrets().iter().any(|s| s == "hunter22"));
+        assert_eq!(
+            kafka.expose(),
+            "kafka://b1:9092,b2:9092?sasl_mechanism=PLAIN&sasl_username=u&sasl_password=hunter22"
+        );
     }
 
     #[test]

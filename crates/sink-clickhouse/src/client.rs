@@ -42,9 +42,6 @@ pub struct Client {
 pub struct Failure {
     pub code: Option<u32>,
     pub message: String,
-    /// Whether the request may have reached the server and done its work
-    /// (the answer was lost), rather than being refused before it ran.
-    pub ambiguous: bool,
 }
 
 impl Failure {
@@ -154,11 +151,8 @@ impl Client {
     }
 
     async fn send(&self, params: &[(&str, &str)], body: Bytes) -> std::result::Result<Bytes, Failure> {
-        let http = HTTP.as_ref().map_err(|e| Failure {
-            code: None,
-            message: format!("building the HTTP client: {e}"),
-            ambiguous: false,
-        })?;
+        let http =
+            HTTP.as_ref().map_err(|e| Failure { code: None, message: format!("building the HTTP client: {e}") })?;
         let mut url = self.base.clone();
         url.query_pairs_mut().append_pair("database", &self.database);
         for (k, v) in params {
@@ -168,22 +162,15 @@ impl Client {
         if let Some(auth) = &self.auth {
             request = request.header("authorization", auth.expose());
         }
-        let response = request.send().await.map_err(|e| Failure {
-            code: None,
-            message: transport(&e, &self.server),
-            ambiguous: !e.is_connect(),
-        })?;
+        let response =
+            request.send().await.map_err(|e| Failure { code: None, message: transport(&e, &self.server) })?;
         let status = response.status();
-        let body = response.bytes().await.map_err(|e| Failure {
-            code: None,
-            message: transport(&e, &self.server),
-            ambiguous: true,
-        })?;
+        let body = response.bytes().await.map_err(|e| Failure { code: None, message: transport(&e, &self.server) })?;
         if status.is_success() {
             return Ok(body);
         }
         let text = String::from_utf8_lossy(&body);
-        Err(Failure { code: exception_code(&text), message: exception_text(&text, status), ambiguous: false })
+        Err(Failure { code: exception_code(&text), message: exception_text(&text, status) })
     }
 }
 
@@ -277,8 +264,8 @@ mod tests {
         );
         let new = "Code: 241. DB::Exception: Memory limit (total) exceeded. (MEMORY_LIMIT_EXCEEDED) (version 24.3.1.1)";
         assert_eq!(exception_code(new), Some(241));
-        assert!(Failure { code: Some(241), message: String::new(), ambiguous: false }.is_transient());
-        assert!(!Failure { code: Some(60), message: String::new(), ambiguous: false }.is_transient());
+        assert!(Failure { code: Some(241), message: String::new() }.is_transient());
+        assert!(!Failure { code: Some(60), message: String::new() }.is_transient());
     }
 
     #[test]

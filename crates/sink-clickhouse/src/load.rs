@@ -510,7 +510,6 @@ impl ClickHouseSink {
                 Ok(()) if lose_answer() => crate::client::Failure {
                     code: None,
                     message: "the connection closed before the answer (WEIR_CLICKHOUSE_LOSE_ANSWER)".into(),
-                    ambiguous: true,
                 },
                 Ok(()) => return Ok(()),
                 Err(f) => f,

@@ -630,8 +630,7 @@ impl Prepared {
             Prepared::Decimal256(a) => buf.put_slice(&a.value(row).to_le_bytes()),
             Prepared::Nullable(array, inner) => {
                 if array.is_null(row) {
-                    buf.put_u8(1);
-                    inner.write_default(buf);
+                    buf.put_u8(1); // and no value
                 } else {
                     buf.put_u8(0);
                     inner.write(row, buf);
@@ -651,9 +650,6 @@ impl Prepared {
             }
         }
     }
-
-    /// Nothing: a Nullable's NULL sends no value in RowBinary.
-    fn write_default(&self, _buf: &mut BytesMut) {}
 }
 
 /// A constant column (`_weir_load`, `_weir_run_date`) or one computed per row.
