@@ -30,5 +30,5 @@ pub use traits::{
     BatchStream, CaptureStatus, DefaultConnection, LoadOutcome, LoadRequest, Position, ReadGroup, ReadRequest, Sink,
     SinkContext, SinkFactory, SinkRegistration, Source, SourceBatch, SourceContext, SourceFactory, SourceRegistration,
     SourceStream, SteppedOut, TableEntry, Transform, TransformContext, TransformFactory, TransformOutcome,
-    TransformRegistration, TransformRequest, WatermarkFilter,
+    TransformRegistration, TransformRequest, WatermarkFilter, WriteMode,
 };

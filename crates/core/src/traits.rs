@@ -174,6 +174,42 @@ pub struct LoadRequest {
     pub history: bool,
 }
 
+/// How a load's rows reach a table, for the sinks that keep tables.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WriteMode {
+    /// `full`: the table's rows are replaced.
+    Replace,
+    /// Rows are appended (`incremental` without `primary_key`; a `cdc` history).
+    Append,
+    /// A date-sliced load: the rows of its run date are replaced.
+    ReplaceDate,
+    /// Rows are merged by `primary_key`, the latest winning.
+    Upsert,
+    /// A change stream applied by key to a mirror of the source.
+    Mirror,
+}
+
+impl LoadRequest {
+    /// How this load writes; a `cdc` mirror without a key is refused, saying what to set.
+    pub fn write_mode(&self) -> Result<WriteMode> {
+        Ok(match (self.load_type, self.primary_key.is_empty(), self.replace_date.is_some()) {
+            (LoadType::Cdc, _, _) if self.history => WriteMode::Append,
+            (LoadType::Cdc, true, _) => {
+                return Err(crate::Error::user(
+                    "a change stream is applied to the mirror row by row, by key, and the source table has no \
+                     primary key: set primary_key to the columns that identify a row, or options.history = true \
+                     to append every change instead",
+                ));
+            }
+            (LoadType::Cdc, false, _) => WriteMode::Mirror,
+            (LoadType::Full, _, _) => WriteMode::Replace,
+            (LoadType::Incremental, false, _) => WriteMode::Upsert,
+            (LoadType::Incremental, true, true) => WriteMode::ReplaceDate,
+            (LoadType::Incremental, true, false) => WriteMode::Append,
+        })
+    }
+}
+
 /// What a sink committed.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct LoadOutcome {
@@ -188,6 +224,18 @@ pub struct LoadOutcome {
     /// Values the sink had to store differently, by kind (`truncated_nanoseconds`;
     /// see [`crate::narrow::counts`]). They go to `audit.details` with the source's counts.
     pub counts: BTreeMap<&'static str, u64>,
+}
+
+impl LoadOutcome {
+    /// Account for a batch as it is read: rows and bytes so far, and the
+    /// position it reached (a batch without one keeps the last).
+    pub fn record(&mut self, item: &SourceBatch) {
+        self.rows_read += item.batch.num_rows() as u64;
+        self.bytes_read = item.position.bytes_read;
+        if item.position.watermark.is_some() {
+            self.watermark.clone_from(&item.position.watermark);
+        }
+    }
 }
 
 /// A lake table as the catalog records it: what a query engine needs to find it.

@@ -212,11 +212,7 @@ impl Sink for KafkaSink {
         let mut batches = input.batches;
         while let Some(item) = batches.next().await {
             let item = item?;
-            outcome.rows_read += item.batch.num_rows() as u64;
-            outcome.bytes_read = item.position.bytes_read;
-            if item.position.watermark.is_some() {
-                outcome.watermark = item.position.watermark.clone();
-            }
+            outcome.record(&item);
             let now = chrono::Utc::now();
             for r in 0..item.batch.num_rows() {
                 let this = row;

@@ -29,7 +29,7 @@ use futures::StreamExt;
 use serde_json::Value;
 use tracing::{debug, info, warn};
 use weir_core::changes;
-use weir_core::{Error, LoadOutcome, LoadRequest, LoadType, PipelineDef, Result, Sink, SourceStream};
+use weir_core::{Error, LoadOutcome, LoadRequest, PipelineDef, Result, Sink, SourceStream};
 
 use crate::ClickHouseOptions;
 use crate::client::{Client, as_u64, ident, literal};
@@ -61,25 +61,13 @@ pub struct ClickHouseSink {
     partition_by: Vec<String>,
 }
 
-/// How the staged rows reach the table.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Mode {
-    /// `full`: the table becomes the stage.
-    Replace,
-    /// Appended rows, each marked with its load.
-    Append,
-    /// A date-sliced load: the date's partition becomes the stage's.
-    ReplaceDate,
-    /// Rows by key, the latest version winning (ReplacingMergeTree).
-    Upsert,
-    /// A change stream applied by key: versions are LSNs, deletes are flagged.
-    Mirror,
-}
+// How the staged rows reach the table: a full load and a date's rows replace
+// partitions; appends carry their load; keyed rows (Upsert, and Mirror with
+// LSNs as versions and deletes flagged) go to a ReplacingMergeTree.
+use weir_core::WriteMode as Mode;
 
-impl Mode {
-    fn keyed(self) -> bool {
-        matches!(self, Mode::Upsert | Mode::Mirror)
-    }
+fn keyed(mode: Mode) -> bool {
+    matches!(mode, Mode::Upsert | Mode::Mirror)
 }
 
 /// A column of the table and where its values come from.
@@ -212,7 +200,7 @@ impl ClickHouseSink {
             };
             let order_by =
                 if order_by.is_empty() { "tuple()".to_owned() } else { format!("({})", order_by.join(", ")) };
-            let engine = match mode.keyed() {
+            let engine = match keyed(mode) {
                 true => format!("ReplacingMergeTree({})", ident(VERSION)),
                 false => "MergeTree".to_owned(),
             };
@@ -230,7 +218,7 @@ impl ClickHouseSink {
                 columns.join(", "),
             );
             self.client.run(&sql, &format!("creating table {}", self.display())).await?;
-            if mode.keyed() {
+            if keyed(mode) {
                 let view = format!("{}.{}", ident(&self.database), ident(&format!("{}_current", self.table)));
                 let visible: Vec<String> = schema.fields().iter().map(|f| ident(f.name())).collect();
                 let sql = format!(
@@ -247,7 +235,7 @@ impl ClickHouseSink {
 
         // An existing table: every source column must have a place that takes it.
         let engine = self.engine().await?;
-        if mode.keyed() && !engine.contains("ReplacingMergeTree") {
+        if keyed(mode) && !engine.contains("ReplacingMergeTree") {
             return Err(Error::user(format!(
                 "table {} is a {engine}; a keyed or cdc load writes versions of rows to a ReplacingMergeTree({VERSION}) \
                  (drop the table to let Weir create it, or load with load_type = 'incremental' and no primary_key)",
@@ -650,21 +638,7 @@ impl Sink for ClickHouseSink {
         let caps = self.caps().await?;
         self.ensure_meta().await?;
         self.recover().await?;
-        let mode = match (request.load_type, request.primary_key.is_empty(), request.replace_date.is_some()) {
-            (LoadType::Cdc, _, _) if request.history => Mode::Append,
-            (LoadType::Cdc, true, _) => {
-                return Err(Error::user(
-                    "a change stream is applied to the mirror by key, and the source table has no primary key: set \
-                     primary_key to the columns that identify a row, or options.history = true to append every \
-                     change instead",
-                ));
-            }
-            (LoadType::Cdc, false, _) => Mode::Mirror,
-            (LoadType::Full, _, _) => Mode::Replace,
-            (LoadType::Incremental, false, _) => Mode::Upsert,
-            (LoadType::Incremental, true, true) => Mode::ReplaceDate,
-            (LoadType::Incremental, true, false) => Mode::Append,
-        };
+        let mode = request.write_mode()?;
         let table_schema: SchemaRef = match mode {
             Mode::Mirror => changes::without_meta(&input.schema),
             _ => input.schema.clone(),
@@ -690,14 +664,7 @@ impl Sink for ClickHouseSink {
         let streamed: Result<()> = async {
             while let Some(item) = batches.next().await {
                 let item = item?;
-                outcome.rows_read += item.batch.num_rows() as u64;
-                outcome.bytes_read = item.position.bytes_read;
-                for (k, v) in &item.position.counts {
-                    *counts.entry(*k).or_default() += v;
-                }
-                if item.position.watermark.is_some() {
-                    outcome.watermark = item.position.watermark.clone();
-                }
+                outcome.record(&item);
                 let mut batch = item.batch;
                 let mut meta: Vec<Prepared> = Vec::new();
                 match mode {

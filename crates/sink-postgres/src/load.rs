@@ -13,8 +13,8 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{AssertSqlSafe, Connection, PgConnection, PgPool, Postgres};
 use weir_core::changes;
 use weir_core::{
-    ConnectionUrl, Error, Ident, LoadOutcome, LoadRequest, LoadType, PipelineDef, Result, Sink, SourceStream,
-    quote_ident, quote_literal,
+    ConnectionUrl, Error, Ident, LoadOutcome, LoadRequest, PipelineDef, Result, Sink, SourceStream, quote_ident,
+    quote_literal,
 };
 
 use crate::PostgresOptions;
@@ -33,16 +33,8 @@ pub struct PostgresSink {
     options: PostgresOptions,
 }
 
-/// How the rows reach the table.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Mode {
-    Replace,
-    Append,
-    ReplaceDate,
-    Upsert,
-    /// A change stream applied to a mirror of the source: see [`apply_changes`].
-    Mirror,
-}
+// How the rows reach the table (a mirror: see `apply_changes`).
+use weir_core::WriteMode as Mode;
 
 impl PostgresSink {
     pub fn new(connection: ConnectionUrl, pipeline: &PipelineDef, options: PostgresOptions) -> Result<Self> {
@@ -148,21 +140,7 @@ impl Sink for PostgresSink {
             .await
             .map_err(|e| db_error(e, "locking the destination table"))?;
 
-        let mode = match (request.load_type, request.primary_key.is_empty(), request.replace_date.is_some()) {
-            (LoadType::Cdc, _, _) if request.history => Mode::Append,
-            (LoadType::Cdc, true, _) => {
-                return Err(Error::user(
-                    "a change stream is applied to the mirror row by row, by key, and the source table has no \
-                     primary key: set primary_key to the columns that identify a row, or options.history = true \
-                     to append every change instead",
-                ));
-            }
-            (LoadType::Cdc, false, _) => Mode::Mirror,
-            (LoadType::Full, _, _) => Mode::Replace,
-            (LoadType::Incremental, false, _) => Mode::Upsert,
-            (LoadType::Incremental, true, true) => Mode::ReplaceDate,
-            (LoadType::Incremental, true, false) => Mode::Append,
-        };
+        let mode = request.write_mode()?;
         let source_names: Vec<&str> = input.schema.fields().iter().map(|f| f.name().as_str()).collect();
         check_columns_exist("primary_key", &request.primary_key, &source_names)?;
         if let Some(wm) = &request.watermark_column {
@@ -242,11 +220,7 @@ impl Sink for PostgresSink {
             let streamed: Result<()> = async {
                 while let Some(item) = batches.next().await {
                     let item = item?;
-                    outcome.rows_read += item.batch.num_rows() as u64;
-                    outcome.bytes_read = item.position.bytes_read;
-                    if item.position.watermark.is_some() {
-                        outcome.watermark = item.position.watermark;
-                    }
+                    outcome.record(&item);
                     encoder.encode(&item.batch, &mut buf)?;
                     if buf.len() >= flush_at {
                         copy.send(buf.split()).await.map_err(|e| db_error(e, "sending COPY data"))?;

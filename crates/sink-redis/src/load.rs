@@ -7,7 +7,7 @@ use arrow::datatypes::{DataType, Schema};
 use futures::StreamExt;
 use redis::aio::MultiplexedConnection;
 use tracing::{debug, info};
-use weir_core::{ConnectionUrl, Error, LoadOutcome, LoadRequest, LoadType, Result, Sink, SourceStream};
+use weir_core::{ConnectionUrl, Error, LoadOutcome, LoadRequest, Result, Sink, SourceStream, WriteMode};
 
 use crate::{Amount, RedisOptions};
 
@@ -423,13 +423,13 @@ impl Sink for RedisSink {
 
     async fn load(&self, request: &LoadRequest, input: SourceStream) -> Result<LoadOutcome> {
         // Counters count what they are sent: a load that sends rows again would count them twice.
-        let again = match request.load_type {
-            LoadType::Full => Some("a full load sends every row on every run"),
-            LoadType::Incremental if !request.primary_key.is_empty() => Some(
+        let again = match request.write_mode()? {
+            WriteMode::Replace => Some("a full load sends every row on every run"),
+            WriteMode::Upsert => Some(
                 "an incremental load with primary_key reads the rows at the last watermark again, to merge them by key",
             ),
-            LoadType::Incremental if request.replace_date.is_some() => Some("a date-sliced load reads its date again"),
-            _ => None,
+            WriteMode::ReplaceDate => Some("a date-sliced load reads its date again"),
+            WriteMode::Append | WriteMode::Mirror => None,
         };
         if let Some(why) = again {
             return Err(Error::user(format!(
@@ -466,11 +466,7 @@ impl Sink for RedisSink {
         let mut batches = input.batches;
         while let Some(item) = batches.next().await {
             let item = item?;
-            outcome.rows_read += item.batch.num_rows() as u64;
-            outcome.bytes_read = item.position.bytes_read;
-            if item.position.watermark.is_some() {
-                outcome.watermark = item.position.watermark.clone();
-            }
+            outcome.record(&item);
             let values = Values::of(&item.batch, &names)?;
             for row in 0..item.batch.num_rows() {
                 seen += 1;
