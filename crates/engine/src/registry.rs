@@ -22,6 +22,7 @@ impl Registry {
             weir_source_mysql::REGISTRATION,
             weir_source_elasticsearch::REGISTRATION,
             weir_source_postgres::REGISTRATION,
+            weir_kafka::SOURCE,
         ];
         let sinks = [
             weir_sink_postgres::REGISTRATION,
@@ -85,7 +86,7 @@ mod tests {
         let err = r.task("parquett").err().map(|e| e.to_string()).unwrap_or_default();
         assert_eq!(
             err,
-            "source_type `parquett` is not known; known source types: elasticsearch, mysql, parquet, postgres, dbt"
+            "source_type `parquett` is not known; known source types: elasticsearch, kafka, mysql, parquet, postgres, dbt"
         );
         assert!(r.sink("oracle").is_err());
     }

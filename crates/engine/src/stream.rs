@@ -55,11 +55,12 @@ impl Engine {
         for row in all.iter().filter(|r| r.load_type.trim() == "cdc" && (names.is_empty() || names.contains(&r.name))) {
             let status = match self.prepare(row) {
                 Ok((prepared, redactor)) => match &prepared.task {
-                    Task::Load { source, .. } => source
-                        .capture_status()
-                        .await
-                        .and_then(|s| s.ok_or_else(|| Error::internal("a cdc source without a slot")))
-                        .map_err(|e| e.map_message(|m| redactor.redact(m))),
+                    Task::Load { source, .. } => match source.capture_status().await {
+                        // A source that keeps nothing on the server (a topic): no slot to show.
+                        Ok(None) => continue,
+                        Ok(Some(status)) => Ok(status),
+                        Err(e) => Err(e.map_message(|m| redactor.redact(m))),
+                    },
                     Task::Transform(_) => Err(Error::internal("a cdc transform")),
                 },
                 Err((e, redactor)) => Err(e.map_message(|m| redactor.redact(m))),
