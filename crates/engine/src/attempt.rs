@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use arrow::datatypes::SchemaRef;
 use futures::StreamExt;
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, info, info_span, warn};
@@ -14,11 +15,12 @@ use weir_core::traits::{
 };
 use weir_core::{
     BatchStream, ConnectionUrl, ControllerRow, DefaultConnection, Error, Ident, LoadOutcome, LoadType, PipelineDef,
-    PipelineReport, Redactor, Result, Sink, Source, SourceStream, Status, Transform, TransformContext,
+    PipelineReport, Redactor, Result, RunDate, Sink, Source, SourceStream, Status, Transform, TransformContext,
     TransformRequest,
 };
 use weir_meta::{Abandoned, AttemptEnd, AttemptStart, Claim};
 
+use crate::enrich::SqlTransform;
 use crate::registry::TaskKind;
 use crate::run::{Engine, RunCtx, RunEvent};
 use crate::schedule::Cron;
@@ -44,10 +46,17 @@ pub(crate) struct RunOptions {
     history: bool,
     /// `runner stream`: commit this often (`1s`, `500ms`; default 1 s).
     commit_interval: Option<String>,
+    /// SQL over each batch (`FROM input`), between the source and the sink.
+    transform: Option<String>,
+    /// The tables `transform` may join: a name → `{"connection", "table" | "query"}`.
+    lookups: Option<serde_json::Map<String, serde_json::Value>>,
+    /// Read the lookups again once they are this old (`5m`).
+    lookup_refresh: Option<String>,
 }
 
 impl RunOptions {
-    pub(crate) const KEYS: &'static [&'static str] = &["retries", "retry_backoff_ms", "history", "commit_interval"];
+    pub(crate) const KEYS: &'static [&'static str] =
+        &["retries", "retry_backoff_ms", "history", "commit_interval", "transform", "lookups", "lookup_refresh"];
     const DEFAULT_COMMIT_INTERVAL: Duration = Duration::from_secs(1);
     const DEFAULT_RETRIES: u32 = 2;
     const DEFAULT_BACKOFF_MS: u64 = 1000;
@@ -57,15 +66,20 @@ impl RunOptions {
 pub(crate) struct Prepared {
     pub def: PipelineDef,
     pub task: Task,
+    /// `options.transform`: SQL over each batch on its way to the sink.
+    transform: Option<SqlTransform>,
     options: RunOptions,
     /// How often `runner stream` commits this pipeline.
     pub commit_interval: Duration,
 }
 
 impl Prepared {
-    /// Can it run? Moves no data.
-    pub(crate) async fn check(&self) -> Result<()> {
-        self.task.check(self.def.load_type == LoadType::Cdc && !self.options.history).await
+    /// Can it run? Moves no data. Returns the columns the transform gives the
+    /// destination, if the pipeline has one (and its source can tell its own
+    /// columns without a read).
+    pub(crate) async fn check(&self) -> Result<Option<SchemaRef>> {
+        let mirror = self.def.load_type == LoadType::Cdc && !self.options.history;
+        self.task.check(mirror, self.transform.as_ref(), RunDate::today_utc()).await
     }
 }
 
@@ -80,20 +94,26 @@ pub(crate) enum Task {
 impl Task {
     /// Can it run? Moves no data. `mirror`: the source's change columns steer
     /// the load and never reach the destination's table.
-    pub(crate) async fn check(&self, mirror: bool) -> Result<()> {
+    async fn check(&self, mirror: bool, transform: Option<&SqlTransform>, date: RunDate) -> Result<Option<SchemaRef>> {
         match self {
             Task::Load { source, sink } => {
                 let mut schema = source.check().await.map_err(|e| e.context("source"))?;
                 sink.check().await.map_err(|e| e.context("destination"))?;
+                let mut output = None;
+                if let (Some(t), Some(input)) = (transform, &schema) {
+                    let out = t.plan(input.clone(), date, true).await?.output();
+                    schema = Some(out.clone());
+                    output = Some(out);
+                }
                 if mirror {
                     schema = schema.map(|s| weir_core::changes::without_meta(&s));
                 }
-                match schema {
-                    Some(schema) => sink.check_schema(&schema).await.map_err(|e| e.context("destination")),
-                    None => Ok(()),
+                if let Some(schema) = schema {
+                    sink.check_schema(&schema).await.map_err(|e| e.context("destination"))?;
                 }
+                Ok(output)
             }
-            Task::Transform(t) => t.check().await,
+            Task::Transform(t) => t.check().await.map(|()| None),
         }
     }
 }
@@ -297,9 +317,29 @@ impl Engine {
                 Cron::parse(expr)?;
             }
             let run_options: RunOptions = options::parse(&def.options, RunOptions::KEYS)?;
-            let task = match self.registry().task(&def.source_type)? {
-                TaskKind::Load(source) => self.load_task(&def, source, run_options.history, &mut redactor)?,
-                TaskKind::Transform(transform) => self.transform_task(&def, transform, &mut redactor)?,
+            let (task, transform) = match self.registry().task(&def.source_type)? {
+                TaskKind::Load(source) => {
+                    let task = self.load_task(&def, source, run_options.history, &mut redactor)?;
+                    let mirror = def.load_type == LoadType::Cdc && !run_options.history;
+                    let transform = self.transform_of(
+                        &def,
+                        run_options.transform.as_deref(),
+                        run_options.lookups.as_ref(),
+                        run_options.lookup_refresh.as_deref(),
+                        mirror,
+                        &mut redactor,
+                    )?;
+                    (task, transform)
+                }
+                TaskKind::Transform(transform) => {
+                    if run_options.transform.is_some() || run_options.lookups.is_some() {
+                        return Err(Error::user(format!(
+                            "options.transform runs SQL over a load's batches; a {} pipeline has none",
+                            transform.name
+                        )));
+                    }
+                    (self.transform_task(&def, transform, &mut redactor)?, None)
+                }
             };
             let commit_interval = match &run_options.commit_interval {
                 None => RunOptions::DEFAULT_COMMIT_INTERVAL,
@@ -310,7 +350,7 @@ impl Engine {
                     Error::user(format!("options.commit_interval `{text}` is not a duration like `1s` or `500ms`: {e}"))
                 })?,
             };
-            Ok(Prepared { def, task, options: run_options, commit_interval })
+            Ok(Prepared { def, task, transform, options: run_options, commit_interval })
         })();
         match built {
             Ok(p) => Ok((p, redactor)),
@@ -463,6 +503,10 @@ impl Engine {
         for warning in &stream.warnings {
             warn!(warning = %warning, "source");
         }
+        let stream = match &p.transform {
+            Some(t) => t.wrap(stream, config.run_date).await?,
+            None => stream,
+        };
         // The last position's counts are the run's totals.
         let counts = Arc::new(std::sync::Mutex::new(BTreeMap::new()));
         let last_counts = counts.clone();

@@ -15,6 +15,7 @@
 //! `cdc` pipelines committing their changes every second or so, until cancelled.
 
 mod attempt;
+mod enrich;
 mod group;
 mod lake;
 mod plan;

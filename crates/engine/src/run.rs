@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use arrow::datatypes::SchemaRef;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, info, info_span, warn};
@@ -462,7 +463,9 @@ impl Engine {
 
     /// Check each selected pipeline's configuration and connections, moving no
     /// data, and the mail server if the completion email is configured.
-    pub async fn check(&self, pipelines: &[String]) -> Result<Vec<(String, Result<()>)>> {
+    /// Check each pipeline without moving data; for a pipeline with
+    /// `options.transform`, the columns it gives the destination.
+    pub async fn check(&self, pipelines: &[String]) -> Result<Vec<(String, Result<Option<SchemaRef>>)>> {
         let all = self.meta.pipelines(pipelines, false).await?;
         let rows = select(&all, pipelines)?;
         let mut out = Vec::with_capacity(rows.len());
@@ -474,7 +477,7 @@ impl Engine {
             out.push((row.name.clone(), result.map_err(|e| e.map_message(|m| redactor.redact(m)))));
         }
         if let Some(notifier) = &self.notifier {
-            out.push(("(completion email)".to_owned(), notifier.check().await));
+            out.push(("(completion email)".to_owned(), notifier.check().await.map(|()| None)));
         }
         Ok(out)
     }

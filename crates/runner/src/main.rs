@@ -594,7 +594,15 @@ async fn check(meta: MetaStore, url: ConnectionUrl, pipelines: &[String], redact
     let mut ok = true;
     for (name, result) in &results {
         match result {
-            Ok(()) => println!("ok      {name}"),
+            Ok(None) => println!("ok      {name}"),
+            Ok(Some(schema)) => {
+                // The columns options.transform gives the destination.
+                println!("ok      {name}: options.transform gives");
+                for f in schema.fields().iter().filter(|f| !weir_core::changes::is_meta(f.name())) {
+                    let null = if f.is_nullable() { "" } else { " not null" };
+                    println!("          {} {}{null}", f.name(), f.data_type());
+                }
+            }
             Err(e) => {
                 ok = false;
                 println!("FAILED  {name}: {e}");

@@ -18,8 +18,8 @@ const D4: &str = "20250326";
 const D5: &str = "20250327";
 
 /// The server the runner writes to, and how `clickhouse-client` reaches it.
-struct Server {
-    url: String,
+pub(crate) struct Server {
+    pub(crate) url: String,
     host: String,
     port: String,
     user: String,
@@ -28,7 +28,7 @@ struct Server {
 }
 
 impl Server {
-    fn new() -> Self {
+    pub(crate) fn new() -> Self {
         let url = std::env::var("WEIR_TEST_CLICKHOUSE_URL")
             .expect("WEIR_TEST_CLICKHOUSE_URL (eval \"$(scripts/services.sh clickhouse)\")");
         let parsed = url::Url::parse(&url).expect("WEIR_TEST_CLICKHOUSE_URL is a URL");
@@ -49,7 +49,7 @@ impl Server {
     }
 
     /// `clickhouse-client --query`, its TabSeparated output.
-    fn query(&self, sql: &str) -> String {
+    pub(crate) fn query(&self, sql: &str) -> String {
         let out = Command::new("clickhouse-client")
             .args(["--host", &self.host, "--port", &self.port, "--user", &self.user, "--query", sql])
             .args(if self.password.is_empty() { vec![] } else { vec!["--password".to_owned(), self.password.clone()] })
@@ -59,7 +59,7 @@ impl Server {
         String::from_utf8(out.stdout).expect("UTF-8 output")
     }
 
-    fn rows(&self, sql: &str) -> Vec<Vec<String>> {
+    pub(crate) fn rows(&self, sql: &str) -> Vec<Vec<String>> {
         // TabSeparated escapes quotes (as in `DateTime('UTC')`, `['a']`).
         self.query(sql).lines().map(|l| l.split('\t').map(|v| v.replace("\\'", "'")).collect()).collect()
     }
@@ -70,7 +70,7 @@ impl Server {
 }
 
 /// A database of its own on the server, for one test run.
-fn database(label: &str) -> String {
+pub(crate) fn database(label: &str) -> String {
     let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
     format!("weir_t_{label}_{:08x}", (nanos as u64 ^ u64::from(std::process::id())) as u32)
 }

@@ -1,6 +1,6 @@
 //! Topics end to end: the real `runner`, a real Kafka-protocol broker of the
-//! test's own (Tansu, `WEIR_TANSU`), and every message read back with the
-//! Python `confluent-kafka` client (librdkafka: no code shared with Weir's).
+//! test's own (Tansu, `WEIR_TANSU`), and every message written or read back
+//! with the Python `confluent-kafka` client (librdkafka: no code shared with Weir's).
 
 use std::process::{Child, Command};
 
@@ -17,14 +17,23 @@ struct Broker {
     child: Child,
 }
 
+fn spare_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("a port")
+}
+
 impl Broker {
     fn start() -> Self {
+        let port = spare_port();
+        Self::start_advertising(port, port)
+    }
+
+    /// A broker that tells clients to reach it on `advertised` (a proxy in front of it).
+    fn start_advertising(port: u16, advertised: u16) -> Self {
         let tansu = std::env::var("WEIR_TANSU").expect("WEIR_TANSU (eval \"$(scripts/services.sh kafka)\")");
-        let port =
-            std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("a port");
         let url = format!("tcp://127.0.0.1:{port}");
+        let advertised = format!("tcp://127.0.0.1:{advertised}");
         let mut child = Command::new(tansu)
-            .args(["broker", "--listener-url", &url, "--advertised-listener-url", &url])
+            .args(["broker", "--listener-url", &url, "--advertised-listener-url", &advertised])
             .args(["--storage-engine", "memory://tansu/", "--silent"])
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
@@ -45,6 +54,43 @@ impl Broker {
         format!("kafka://127.0.0.1:{}", self.port)
     }
 
+    /// Produce `(partition, value)` messages with confluent-kafka, the topic
+    /// created with `partitions` if missing.
+    fn produce(&self, topic: &str, partitions: i32, messages: &[(i32, String)]) {
+        let script = r#"
+import json, sys
+from confluent_kafka import Producer
+from confluent_kafka.admin import AdminClient, NewTopic
+topic, bootstrap, partitions = sys.argv[1], sys.argv[2], int(sys.argv[3])
+admin = AdminClient({"bootstrap.servers": bootstrap})
+if topic not in admin.list_topics(timeout=10).topics:
+    admin.create_topics([NewTopic(topic, partitions, 1)])[topic].result()
+p = Producer({"bootstrap.servers": bootstrap, "linger.ms": 20})
+for line in sys.stdin:
+    m = json.loads(line)
+    p.produce(topic, value=m["value"].encode(), partition=m["partition"])
+    p.poll(0)
+left = p.flush(30)
+sys.exit(f"{left} messages not delivered" if left else 0)
+"#;
+        let mut child = Command::new("python3")
+            .args(["-c", script, topic, &format!("127.0.0.1:{}", self.port), &partitions.to_string()])
+            .stdin(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("python3 runs");
+        {
+            use std::io::Write;
+            let mut stdin = child.stdin.take().expect("stdin");
+            for (partition, value) in messages {
+                let line = serde_json::json!({"partition": partition, "value": value});
+                writeln!(stdin, "{line}").expect("write a message");
+            }
+        }
+        let out = child.wait_with_output().expect("the producer ends");
+        assert!(out.status.success(), "producing to {topic}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+
     /// Every message of `topic`, partition by partition, as confluent-kafka reads it.
     fn messages(&self, topic: &str) -> Vec<Value> {
         let script = r#"
@@ -54,6 +100,11 @@ topic, bootstrap = sys.argv[1], sys.argv[2]
 c = Consumer({"bootstrap.servers": bootstrap, "group.id": "weir-test", "enable.auto.commit": False})
 meta = c.list_topics(topic, timeout=10)
 c.assign([TopicPartition(topic, p, 0) for p in sorted(meta.topics[topic].partitions)])
+def parse(b):
+    try:
+        return json.loads(b)
+    except ValueError:
+        return b.decode(errors="replace")
 # Until the topic is quiet: Tansu's end offsets count batches, not messages.
 while True:
     m = c.poll(3)
@@ -63,7 +114,7 @@ while True:
         sys.exit(str(m.error()))
     print(json.dumps({"partition": m.partition(), "offset": m.offset(),
                       "key": None if m.key() is None else json.loads(m.key()),
-                      "value": None if m.value() is None else json.loads(m.value()),
+                      "value": None if m.value() is None else parse(m.value()),
                       "headers": {k: v.decode() for k, v in (m.headers() or [])}}))
 c.close()
 "#;
@@ -168,4 +219,201 @@ async fn changes_reach_a_topic_once_in_debeziums_envelope() {
         deleted["value"]["after"].is_null() && deleted["value"]["before"]["id"].as_i64().is_some_and(|id| id > 2990)
     );
     let _ = sqlx::query("SELECT pg_drop_replication_slot($1)").bind(&slot).execute(&src).await;
+}
+
+/// An event as the topic's producers write it.
+fn event(id: i64, amount: &str) -> String {
+    format!(
+        r#"{{"id": {id}, "user_id": {}, "amount": "{amount}", "at": "2025-03-23T10:00:00.{:06}Z", "tags": ["a", null], "extra": true}}"#,
+        id % 5,
+        id % 1_000_000
+    )
+}
+
+const EVENT_COLUMNS: &str = "id bigint not null, user_id integer, amount numeric(10,2), at timestamptz, tags text[]";
+
+/// A topic read into PostgreSQL (through a transform joined with a lookup
+/// table) and into a ClickHouse mirror: every good message once, through a
+/// process killed between a destination's commit and the position's record,
+/// and the bad ones set aside (dead-lettered, or skipped), counted in audit.
+/// `runner check` prints the transform's columns, and names an unknown column
+/// or a missing lookup table before any data moves.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_topic_reaches_postgres_and_clickhouse_once_with_bad_messages_set_aside() {
+    let broker = Broker::start();
+    let server = crate::clickhouse::Server::new();
+    let ch_db = crate::clickhouse::database("kafka_src");
+    let mut h = Harness::new("kafka_source").await;
+    h.set_env("WEIR_CONN_STREAM", &broker.url());
+    h.set_env("WEIR_CONN_CH", &server.url);
+    h.set_env("WEIR_CONN_META", &h.db_url.clone());
+    h.set_env("WEIR_LEASE_SECONDS", "2");
+    sqlx::raw_sql("CREATE TABLE users (id integer PRIMARY KEY, name text); INSERT INTO users VALUES (0, 'zero'), (1, 'one'), (2, 'two'), (3, 'three');")
+        .execute(&h.pool)
+        .await
+        .expect("users");
+
+    let mut messages: Vec<(i32, String)> = (1..=2000).map(|i| ((i % 2) as i32, event(i, &format!("{i}.25")))).collect();
+    messages.insert(700, (0, "not json".to_owned()));
+    messages.insert(900, (1, r#"{"id": "seven"}"#.to_owned()));
+    messages.push((1, event(5, "99.00"))); // id 5 again, in its partition: the mirror keeps this one
+    broker.produce("events", 2, &messages);
+
+    let options = |extra: &str| format!(r#"'{{"columns": "{EVENT_COLUMNS}", {extra}}}'"#);
+    let to_pg = options(
+        r#""history": true, "on_bad_message": "dead_letter", "dead_letter_topic": "events_dlq",
+           "transform": "SELECT i.id, i.amount, i.at, i.tags, u.name AS user_name FROM input i LEFT JOIN users u ON u.id = i.user_id",
+           "lookups": {"users": {"connection": "meta", "table": "public.users"}}"#,
+    );
+    let kafka = [
+        ("source_type", "'kafka'"),
+        ("source_connection", "'stream'"),
+        ("source_table", "'events'"),
+        ("load_type", "'cdc'"),
+    ];
+    let mut pg = kafka.to_vec();
+    pg.extend([("schema_name", "'bronze'"), ("destination_table", "'events'"), ("options", to_pg.as_str())]);
+    h.pipeline("events_pg", &pg).await;
+    let to_ch = options(r#""on_bad_message": "skip""#);
+    let ch_schema = format!("'{ch_db}'");
+    let mut ch = kafka.to_vec();
+    ch.extend([
+        ("destination_type", "'clickhouse'"),
+        ("destination_connection", "'ch'"),
+        ("schema_name", ch_schema.as_str()),
+        ("destination_table", "'events'"),
+        ("primary_key", "'{id}'"),
+        ("options", to_ch.as_str()),
+    ]);
+    h.pipeline("events_ch", &ch).await;
+
+    // `runner check`: the transform's columns.
+    let check = h.runner(&["check", "--pipeline", "events_pg"]).await;
+    assert_eq!(check.code, 0, "{}", check.all());
+    assert!(
+        check.stdout.contains("options.transform gives") && check.stdout.contains("user_name Utf8"),
+        "{}",
+        check.stdout
+    );
+
+    // Killed after PostgreSQL's commit, before the metadata database heard of it; then run again.
+    h.set_env("WEIR_CRASH_AFTER_COMMIT", "events_pg");
+    let crashed = h.run_date(D1).await;
+    assert_ne!(crashed.code, 0, "{}", crashed.all());
+    h.set_env("WEIR_CRASH_AFTER_COMMIT", "");
+    h.run_ok(D1).await;
+    assert_eq!(h.count("bronze.events").await, 2001, "2000 events and id 5 again, each once");
+    assert_eq!(h.scalar_i64("SELECT count(DISTINCT (id, amount)) FROM bronze.events").await, 2001);
+    let row = h.rows("SELECT amount::text, at::text, tags::text, user_name FROM bronze.events WHERE id = 3").await;
+    assert_eq!(row, [["3.25", "2025-03-23 10:00:00.000003+00", "{a,NULL}", "three"]]);
+    let dead = broker.messages("events_dlq");
+    let offsets: std::collections::BTreeSet<_> = dead
+        .iter()
+        .map(|m| (m["headers"]["weir.partition"].to_string(), m["headers"]["weir.offset"].to_string()))
+        .collect();
+    assert_eq!(offsets.len(), 2, "the two bad messages (a killed run may send one twice): {dead:?}");
+    assert!(dead.iter().all(|m| m["headers"]["weir.error"].as_str().is_some_and(|e| !e.is_empty())), "{dead:?}");
+    let watermark = h.last_audit("events_pg").await.watermark_after.unwrap_or_default();
+    assert!(watermark.starts_with("0:") && watermark.contains(",1:"), "{watermark}");
+
+    let current = |sql: &str| server.rows(&sql.replace("DB", &ch_db));
+    assert_eq!(current("SELECT count(), uniqExact(id) FROM DB.events_current"), [["2000", "2000"]]);
+    assert_eq!(current("SELECT toString(amount) FROM DB.events_current WHERE id = 5"), [["99.00"]]);
+
+    // More messages, one of them bad: the next run reads exactly them, and counts the bad one.
+    let mut more: Vec<(i32, String)> = (2001..=2500).map(|i| ((i % 2) as i32, event(i, "1.00"))).collect();
+    more.insert(100, (0, r#"{"id": 1.5}"#.to_owned()));
+    broker.produce("events", 2, &more);
+    h.run_ok(D2).await;
+    assert_eq!(h.count("bronze.events").await, 2501);
+    assert_eq!(current("SELECT count() FROM DB.events_current"), [["2500"]]);
+    let details = |pipeline: &str| {
+        let sql = format!(
+            "SELECT coalesce(details::text, '{{}}') FROM audit WHERE pipeline_name = '{pipeline}' AND status = 'success' \
+             ORDER BY audit_id DESC LIMIT 1"
+        );
+        let h = &h;
+        async move { serde_json::from_str::<Value>(&h.rows(&sql).await[0][0]).expect("details") }
+    };
+    assert_eq!(details("events_pg").await["bad_messages_dead_lettered"], 1);
+    assert_eq!(details("events_ch").await["bad_messages_skipped"], 1);
+    assert_eq!(broker.messages("events_dlq").len() as i64 - dead.len() as i64, 1);
+
+    // Bad configuration is named at `runner check`, before any data moves; the run goes on for the rest.
+    let bad_sql = options(r#""history": true, "transform": "SELECT nope FROM input""#);
+    let mut bad = kafka.to_vec();
+    bad.extend([("schema_name", "'bronze'"), ("destination_table", "'bad_sql'"), ("options", bad_sql.as_str())]);
+    h.pipeline("events_bad_sql", &bad).await;
+    let missing = options(
+        r#""history": true, "transform": "SELECT i.*, c.title FROM input i JOIN content c ON c.id = i.id",
+           "lookups": {"content": {"connection": "meta", "table": "public.content"}}"#,
+    );
+    let mut bad = kafka.to_vec();
+    bad.extend([("schema_name", "'bronze'"), ("destination_table", "'bad_lookup'"), ("options", missing.as_str())]);
+    h.pipeline("events_bad_lookup", &bad).await;
+    let check = h.runner(&["check"]).await;
+    assert_ne!(check.code, 0);
+    let line = |name: &str| check.stdout.lines().find(|l| l.contains(name)).unwrap_or_default().to_owned();
+    assert!(
+        line("events_bad_sql").starts_with("FAILED") && line("events_bad_sql").contains("nope"),
+        "{}",
+        check.stdout
+    );
+    assert!(
+        line("events_bad_lookup").contains("lookup `content`") && line("events_bad_lookup").contains("content"),
+        "{}",
+        check.stdout
+    );
+    let run = h.run_date(D3).await;
+    assert_ne!(run.code, 0);
+    assert!(!h.table_exists("bronze.bad_sql").await && !h.table_exists("bronze.bad_lookup").await);
+    assert_eq!(h.last_audit("events_pg").await.status, "success");
+    server.query(&format!("DROP DATABASE IF EXISTS {ch_db}"));
+}
+
+/// `runner stream` follows a topic: new messages reach PostgreSQL within
+/// seconds, connections to the broker cut mid-stream are retried from the
+/// committed offsets, and every message arrives once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn runner_stream_follows_a_topic_through_cut_connections() {
+    let port = spare_port();
+    let proxy = weir_testkit::proxy::TcpProxy::start(format!("127.0.0.1:{port}").parse().expect("address"))
+        .await
+        .expect("proxy");
+    let broker = Broker::start_advertising(port, proxy.port());
+    let mut h = Harness::new("kafka_stream").await;
+    h.set_env("WEIR_CONN_STREAM", &format!("kafka://127.0.0.1:{}", proxy.port()));
+    let first: Vec<(i32, String)> = (1..=500).map(|i| (0, event(i, "1.00"))).collect();
+    broker.produce("stream_events", 1, &first);
+    let options = format!(r#"'{{"columns": "{EVENT_COLUMNS}", "history": true, "commit_interval": "200ms"}}'"#);
+    h.pipeline(
+        "stream_events",
+        &[
+            ("source_type", "'kafka'"),
+            ("source_connection", "'stream'"),
+            ("source_table", "'stream_events'"),
+            ("load_type", "'cdc'"),
+            ("schema_name", "'bronze'"),
+            ("destination_table", "'stream_events'"),
+            ("options", options.as_str()),
+        ],
+    )
+    .await;
+    let stream = h.spawn(&["stream"]);
+    h.wait_until("SELECT to_regclass('bronze.stream_events') IS NOT NULL", 60).await;
+    h.wait_until("SELECT count(*) = 500 FROM bronze.stream_events", 60).await;
+    proxy.cut_after(2_000, 3);
+    for chunk in 0..4 {
+        let more: Vec<(i32, String)> = (1..=250).map(|i| (0, event(500 + chunk * 250 + i, "2.00"))).collect();
+        broker.produce("stream_events", 1, &more);
+    }
+    h.wait_until("SELECT count(*) >= 1500 FROM bronze.stream_events", 90).await;
+    crate::harness::signal(&stream, "-TERM");
+    let stopped = crate::harness::finish(stream).await;
+    assert_eq!(stopped.code, 0, "{}", stopped.all());
+    assert!(proxy.cuts() > 0, "the proxy cut connections");
+    assert_eq!(h.count("bronze.stream_events").await, 1500);
+    assert_eq!(h.scalar_i64("SELECT count(DISTINCT id) FROM bronze.stream_events").await, 1500);
+    let audit = h.last_audit("stream_events").await;
+    assert_eq!(audit.status, "success", "{audit:?}");
 }
