@@ -10,7 +10,12 @@
 #   5. an engagement application's PostgreSQL (content, engagement_events),
 #      captured with change data capture (a replication slot): a snapshot on
 #      day one, then every insert, update and delete mirrored into PostgreSQL
-#      and Delta, by batch runs and by `runner stream`.
+#      and Delta, by batch runs and by `runner stream`; and the real-time
+#      half: the changes into the topic postgres.public.engagement_events,
+#      enriched in flight with SQL (joined with `content`) into the topic
+#      enriched_engagement_events, from there into ClickHouse
+#      (analytics.enriched_engagements) and into Redis (streams, top-content
+#      sorted sets, per-content hashes).
 # Then it shows the audit history, the gold tables, the lake catalog, SQL over
 # the Delta tables, and the completion email the runs sent (caught by a local
 # SMTP server). Uses a local PostgreSQL and MariaDB and an aiosmtpd server
@@ -18,11 +23,12 @@
 # databases weir_demo and weir_demo_engagement (with its replication slot
 # weir_engagement), the MariaDB database weir_demo_chat, and the test kit's
 # Elasticsearch server (weir-es) on 127.0.0.1:9210, or the cluster at
-# $WEIR_DEMO_ES_URL.
+# $WEIR_DEMO_ES_URL; ClickHouse (its database analytics), and a Tansu broker
+# on 127.0.0.1:19092 and a Redis on 127.0.0.1:16379 of the demo's own.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-eval "$(scripts/services.sh postgres mariadb smtp dbt)"
+eval "$(scripts/services.sh postgres mariadb smtp dbt clickhouse kafka)"
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/weir/target}
 echo "==> building runner (debug profile)"
 cargo build --quiet --locked -p weir-runner -p weir-testkit
@@ -57,16 +63,32 @@ export WEIR_CONN_ENGAGEMENT=$server/weir_demo_engagement
 $bin/weir-gen engagement --postgres "$WEIR_CONN_ENGAGEMENT" --date 20250323 --first-day
 
 step "generating the civil registry in Elasticsearch: person_sabt, vehicle_sabt, company_sabt"
+pids=()
+trap 'kill "${pids[@]}" 2>/dev/null' EXIT
+wait_port() { for _ in $(seq 1 100); do (exec 3<>/dev/tcp/127.0.0.1/$1) 2>/dev/null && return 0; sleep 0.1; done; return 1; }
 if [[ -n ${WEIR_DEMO_ES_URL:-} ]]; then
   export WEIR_CONN_REGISTRY=$WEIR_DEMO_ES_URL
 else
   $bin/weir-es --listen 127.0.0.1:9210 2>/dev/null &
-  es_pid=$!
-  trap 'kill $es_pid 2>/dev/null' EXIT
+  pids+=($!)
   export WEIR_CONN_REGISTRY=http://127.0.0.1:9210
   for _ in $(seq 1 50); do (exec 3<>/dev/tcp/127.0.0.1/9210) 2>/dev/null && break; sleep 0.1; done
 fi
 $bin/weir-gen people --es "$WEIR_CONN_REGISTRY" --people 20000
+
+step "the streaming hub and the serving stores: a Tansu broker (topics in memory), Redis (append-only file), ClickHouse"
+"$WEIR_TANSU" broker --listener-url tcp://127.0.0.1:19092 --advertised-listener-url tcp://127.0.0.1:19092 \
+  --storage-engine memory://tansu/ --silent >/dev/null 2>&1 &
+pids+=($!)
+mkdir -p demo-data/redis
+redis-server --port 16379 --bind 127.0.0.1 --dir "$PWD/demo-data/redis" --appendonly yes --save '' >/dev/null &
+pids+=($!)
+wait_port 19092 && wait_port 16379
+export WEIR_CONN_STREAM=kafka://127.0.0.1:19092 WEIR_CONN_CACHE=redis://127.0.0.1:16379 WEIR_CONN_CLICKHOUSE=$WEIR_TEST_CLICKHOUSE_URL
+ch() { clickhouse-client --host "${WEIR_TEST_CLICKHOUSE_TCP%:*}" --port "${WEIR_TEST_CLICKHOUSE_TCP#*:}" "$@"; }
+# ClickHouse keeps each table's committed position in _weir.commits: an earlier demo's goes with its table.
+ch --query "DROP DATABASE IF EXISTS analytics"
+ch --query "DROP DATABASE IF EXISTS _weir"
 
 # The completion email goes to the local SMTP server, which keeps it in a Maildir.
 export WEIR_SMTP_URL=$WEIR_TEST_SMTP_URL WEIR_NOTIFY_FROM="Weir demo <weir@localhost>" WEIR_NOTIFY_TO=data-team@localhost
@@ -109,6 +131,32 @@ INSERT INTO controller (name, source_type, source_connection, source_table, dest
 VALUES ('engagement_content', 'postgres', 'engagement', 'public.content',           'postgres', NULL,   'bronze_engagement', 'content',           'cdc', '{"slot": "weir_engagement"}'),
        ('engagement_events',  'postgres', 'engagement', 'public.engagement_events', 'postgres', NULL,   'bronze_engagement', 'engagement_events', 'cdc', '{"slot": "weir_engagement"}'),
        ('engagement_lake',    'postgres', 'engagement', 'public.engagement_events', 'delta',    'lake', 'engagement',        'engagement_events', 'cdc', '{"slot": "weir_engagement"}');
+-- The real-time half. The events' changes into a topic, in Debezium's envelope (the same slot again);
+-- enriched in flight: each change joined with its content (a lookup read from the application's
+-- database), engagement_percent computed, into a second topic; from there a ClickHouse mirror of
+-- the enriched events, and the serving structures in Redis (new events only: the counters add up).
+INSERT INTO controller (name, source_type, source_connection, source_table, destination_type, destination_connection,
+                        schema_name, destination_table, load_type, primary_key, depends_on, options)
+VALUES ('engagement_topic', 'postgres', 'engagement', 'public.engagement_events', 'kafka', 'stream',
+        'public', 'postgres.public.engagement_events', 'cdc', '{}', '{}', '{"slot": "weir_engagement"}'),
+       ('engagement_enrich', 'kafka', 'stream', 'postgres.public.engagement_events', 'kafka', 'stream',
+        'public', 'enriched_engagement_events', 'cdc', '{event_id}', '{engagement_topic}', '{
+          "envelope": "debezium",
+          "columns": "event_id bigint not null, content_id bigint, user_id bigint, event_type text, engagement_seconds integer, device text, event_ts timestamptz",
+          "lookups": {"content": {"connection": "engagement", "table": "public.content"}}, "lookup_refresh": "1s",
+          "transform": "SELECT e.*, c.content_type, c.title, c.length_seconds, round(100.0 * e.engagement_seconds / c.length_seconds, 1) AS engagement_percent FROM input e LEFT JOIN content c ON c.content_id = e.content_id"}'),
+       ('enriched_engagements', 'kafka', 'stream', 'enriched_engagement_events', 'clickhouse', 'clickhouse',
+        'analytics', 'enriched_engagements', 'cdc', '{event_id}', '{engagement_enrich}', '{
+          "envelope": "debezium",
+          "columns": "event_id bigint not null, content_id bigint, user_id bigint, event_type text, engagement_seconds integer, device text, event_ts timestamptz, content_type text, title text, length_seconds integer, engagement_percent double precision"}'),
+       ('engagement_redis', 'kafka', 'stream', 'enriched_engagement_events', 'redis', 'cache',
+        'public', 'serving', 'cdc', '{}', '{engagement_enrich}', '{
+          "envelope": "debezium", "history": true,
+          "columns": "event_id bigint not null, content_id bigint, user_id bigint, event_type text, engagement_seconds integer, device text, event_ts timestamptz, content_type text, engagement_percent double precision",
+          "transform": "SELECT event_id, content_id, content_type, user_id, coalesce(engagement_seconds, 0) AS engagement_seconds, engagement_percent, event_ts FROM input WHERE _weir_op IN (''r'', ''c'')",
+          "streams":     [{"key": "enriched_events:{content_type}", "maxlen": 100000}],
+          "sorted_sets": [{"key": "top_engaging_content:{content_type}", "member": "content_id", "increment": "engagement_seconds"}],
+          "hashes":      [{"key": "content_summary:{content_id}", "increment": {"events": 1, "engagement_seconds": "engagement_seconds"}, "set": {"last_user_id": "user_id"}}]}');
 -- dbt, once the bronze tables it reads are loaded: silver (typed, cleaned, deduplicated) and gold
 -- (sales aggregates; the chat star schema) in this database, incremental models built incrementally.
 INSERT INTO controller (name, source_type, data_source, schema_name, load_type, depends_on, options)
@@ -154,7 +202,40 @@ kill -TERM $stream_pid
 wait $stream_pid
 engagement_counts
 psql "$WEIR_DATABASE_URL" -c "SELECT pipeline_name, status, records_read AS changes, heartbeat_at - start_time AS streamed,
-  watermark_after AS lsn FROM audit WHERE run_id = (SELECT run_id FROM audit ORDER BY audit_id DESC LIMIT 1) ORDER BY 1"
+  watermark_after AS position FROM audit WHERE run_id = (SELECT run_id FROM audit ORDER BY audit_id DESC LIMIT 1) ORDER BY 1"
+
+step "the fifth system: CDC → topic → SQL enrichment → ClickHouse and Redis (a batch run drains what the stream left)"
+$bin/runner --date 20250325 --pipeline engagement_topic --pipeline engagement_enrich --pipeline enriched_engagements \
+  --pipeline engagement_redis
+$bin/runner check --pipeline engagement_enrich
+redis() { redis-cli -p 16379 "$@"; }
+serving() {
+  local events=0 key
+  for key in $(redis --scan --pattern 'content_summary:*'); do events=$((events + $(redis hget "$key" events))); done
+  printf 'Redis:      %s events counted in content_summary:*, %s in the enriched_events:* streams\n' "$events" \
+    "$(( $(redis xlen enriched_events:podcast) + $(redis xlen enriched_events:video) + $(redis xlen enriched_events:newsletter) ))"
+  printf 'ClickHouse: %s events ever inserted (deleted ones included), %s current\n' \
+    "$(ch --query 'SELECT count() FROM analytics.enriched_engagements FINAL')" \
+    "$(ch --query 'SELECT count() FROM analytics.enriched_engagements_current')"
+}
+ch --query "SELECT content_type, count() AS events, round(avg(engagement_percent), 1) AS avg_percent,
+  sum(engagement_seconds) AS seconds FROM analytics.enriched_engagements_current GROUP BY content_type ORDER BY content_type
+  FORMAT PrettyCompactNoEscapes"
+echo "top video content by engagement seconds (ZREVRANGE top_engaging_content:video):"
+redis zrevrange top_engaging_content:video 0 2 withscores
+echo "a content summary (HGETALL content_summary:1):"
+redis hgetall content_summary:1
+serving
+
+step "the Redis pipeline stops; a fourth day of changes flows into the topics and ClickHouse without it"
+psql -q "$WEIR_DATABASE_URL" -c "UPDATE controller SET active = false WHERE name = 'engagement_redis'"
+$bin/weir-gen engagement --postgres "$WEIR_CONN_ENGAGEMENT" --date 20250326
+$bin/runner --date 20250326 --pipeline engagement_topic --pipeline engagement_enrich --pipeline enriched_engagements
+serving
+step "the Redis pipeline starts again: it catches up from the topic, nothing lost, nothing counted twice"
+psql -q "$WEIR_DATABASE_URL" -c "UPDATE controller SET active = true WHERE name = 'engagement_redis'"
+$bin/runner --date 20250326 --pipeline engagement_redis
+serving
 
 step "runner audit"
 $bin/runner audit --last 10
@@ -222,5 +303,5 @@ print(f"({len(files)} message(s) since day two began; all mail is in {maildir})"
 PY
 
 echo
-echo "Explore: export WEIR_DATABASE_URL=$WEIR_DATABASE_URL WEIR_CONN_LAKE=$WEIR_CONN_LAKE WEIR_LAKE_URI=$WEIR_LAKE_URI WEIR_CONN_CHAT=$WEIR_CONN_CHAT WEIR_CONN_ENGAGEMENT=$WEIR_CONN_ENGAGEMENT"
-echo "         $bin/runner --help    (the Elasticsearch test server stops with this script)"
+echo "Explore: export WEIR_DATABASE_URL=$WEIR_DATABASE_URL WEIR_CONN_LAKE=$WEIR_CONN_LAKE WEIR_LAKE_URI=$WEIR_LAKE_URI WEIR_CONN_CHAT=$WEIR_CONN_CHAT WEIR_CONN_ENGAGEMENT=$WEIR_CONN_ENGAGEMENT WEIR_CONN_CLICKHOUSE=$WEIR_CONN_CLICKHOUSE"
+echo "         $bin/runner --help    (the Elasticsearch test server, the broker and Redis stop with this script)"

@@ -84,6 +84,11 @@ pub struct ReadRequest {
     /// The pipelines this one reads its source with (see [`ReadGroup`]), if
     /// its source names a group ([`Source::read_group`]).
     pub group: Option<Arc<ReadGroup>>,
+    /// The sink finishes a killed load by counting rows
+    /// ([`SinkRegistration::resumes_by_count`]): read again from the same
+    /// watermark, the source must yield the same rows first, in the same order,
+    /// or say it cannot.
+    pub same_order: bool,
 }
 
 /// Pipelines whose sources read one stream together: `cdc` pipelines naming
@@ -453,6 +458,10 @@ pub struct SinkRegistration {
     pub default_connection: DefaultConnection,
     /// Whether it applies a change stream (`load_type = 'cdc'`).
     pub applies_changes: bool,
+    /// It cannot take a write back (a topic, Redis): a killed load is finished
+    /// by the next load from the same watermark, which skips the rows the
+    /// first one wrote by counting them. See [`ReadRequest::same_order`].
+    pub resumes_by_count: bool,
     pub build: SinkFactory,
 }
 

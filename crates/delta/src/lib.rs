@@ -29,5 +29,6 @@ pub const REGISTRATION: SinkRegistration = SinkRegistration {
     option_keys: sink::OPTION_KEYS,
     default_connection: DefaultConnection::Lake,
     applies_changes: true,
+    resumes_by_count: false,
     build: DeltaSink::build,
 };

@@ -86,7 +86,12 @@ impl Prepared {
 /// What a pipeline does.
 pub(crate) enum Task {
     /// Stream a source into a sink.
-    Load { source: Box<dyn Source>, sink: Box<dyn Sink> },
+    Load {
+        source: Box<dyn Source>,
+        sink: Box<dyn Sink>,
+        /// The sink resumes a killed load by counting rows: the source must repeat itself.
+        same_order: bool,
+    },
     /// Run work inside the destination (dbt).
     Transform(Box<dyn Transform>),
 }
@@ -96,7 +101,7 @@ impl Task {
     /// the load and never reach the destination's table.
     async fn check(&self, mirror: bool, transform: Option<&SqlTransform>, date: RunDate) -> Result<Option<SchemaRef>> {
         match self {
-            Task::Load { source, sink } => {
+            Task::Load { source, sink, .. } => {
                 let mut schema = source.check().await.map_err(|e| e.context("source"))?;
                 sink.check().await.map_err(|e| e.context("destination"))?;
                 let mut output = None;
@@ -396,6 +401,7 @@ impl Engine {
         Ok(Task::Load {
             source: (source.build)(SourceContext { pipeline: def, connection: source_conn, options: &def.options })?,
             sink: (sink.build)(SinkContext { pipeline: def, connection: sink_conn, options: &def.options })?,
+            same_order: sink.resumes_by_count,
         })
     }
 
@@ -459,8 +465,8 @@ impl Engine {
     ) -> Result<Attempted> {
         let def = &p.def;
         let config = &ctx.config;
-        let (source, sink) = match &p.task {
-            Task::Load { source, sink } => (source, sink),
+        let (source, sink, same_order) = match &p.task {
+            Task::Load { source, sink, same_order } => (source, sink, *same_order),
             Task::Transform(transform) => return self.transform(transform.as_ref(), def, ctx, token).await,
         };
         if config.skip_load && def.load_type == LoadType::Cdc {
@@ -494,6 +500,7 @@ impl Engine {
             filter,
             watermark_before: watermark_before.clone(),
             group: ctx.groups.of(&def.name).map(|g| g.read.clone()),
+            same_order,
         };
         let stop = || Error::user(ctx.stop_reason(def.id));
         let stream = tokio::select! {

@@ -224,8 +224,14 @@ impl SqlTransform {
     async fn read(&self, run_date: RunDate, schema_only: bool) -> Result<Vec<Lookup>> {
         let mut out = Vec::with_capacity(self.lookups.len());
         for l in &self.lookups {
-            let request =
-                ReadRequest { run_date, watermark_column: None, filter: None, watermark_before: None, group: None };
+            let request = ReadRequest {
+                run_date,
+                watermark_column: None,
+                filter: None,
+                watermark_before: None,
+                group: None,
+                same_order: false,
+            };
             let context = |e: Error| e.context(format!("lookup `{}`", l.name));
             let stream = l.source.open(&request).await.map_err(context)?;
             let schema = stream.schema.clone();

@@ -58,6 +58,7 @@ pub const SINK: SinkRegistration = SinkRegistration {
     option_keys: SinkOptions::KEYS,
     default_connection: DefaultConnection::None,
     applies_changes: true,
+    resumes_by_count: true,
     build: build_sink,
 };
 

@@ -412,6 +412,18 @@ impl Source for KafkaSource {
                 return Err(e);
             }
         };
+        if request.same_order && ids.len() > 1 {
+            // Partition by partition, a partition that grew between a killed load and
+            // its re-run would move every row after it: counting rows would skip the wrong ones.
+            return Err(Error::user(format!(
+                "topic `{}` has {} partitions, and this destination finishes a killed load by counting the rows \
+                 it already wrote, which needs the same messages in the same order on every read: read a topic of \
+                 one partition into it, or read this one into a destination that commits the offsets with the data \
+                 (postgres, delta, clickhouse)",
+                self.topic,
+                ids.len()
+            )));
+        }
         let mut ranges = Vec::with_capacity(ids.len());
         let mut offsets = stored.clone().unwrap_or_default();
         for id in ids {

@@ -294,9 +294,10 @@ fn init_logging(
 ) -> Result<Option<tracing_appender::non_blocking::WorkerGuard>, String> {
     use tracing_subscriber::prelude::*;
     use tracing_subscriber::{EnvFilter, fmt};
-    let filter = EnvFilter::try_from_env("WEIR_LOG")
-        .or_else(|_| EnvFilter::try_from_default_env())
-        .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,sqlx::query=error,buoyant_kernel=warn,deltalake_core=off"));
+    let filter =
+        EnvFilter::try_from_env("WEIR_LOG").or_else(|_| EnvFilter::try_from_default_env()).unwrap_or_else(|_| {
+            EnvFilter::new("info,sqlx=warn,sqlx::query=error,buoyant_kernel=warn,deltalake_core=off,rskafka=warn")
+        });
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr())
         && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
     let progress = progress.clone();

@@ -29,6 +29,7 @@ pub const REGISTRATION: SinkRegistration = SinkRegistration {
     option_keys: ClickHouseOptions::KEYS,
     default_connection: DefaultConnection::None,
     applies_changes: true,
+    resumes_by_count: false,
     build,
 };
 

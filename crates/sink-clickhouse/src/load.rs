@@ -310,6 +310,39 @@ impl ClickHouseSink {
         format!("stage_{clean}_{:08x}_", hash as u32)
     }
 
+    /// Loads are numbered by the metadata database, and a table's position is
+    /// its latest committed load's: a load numbered below one already
+    /// committed comes from another metadata database (or one initialised
+    /// again), and would commit a position older than the one that counts.
+    /// Refused, saying how to start over.
+    async fn check_load_number(&self, load: i64) -> Result<()> {
+        let rows = self
+            .client
+            .rows(
+                &format!(
+                    "SELECT max(load) AS last FROM `_weir`.`commits` WHERE pipeline = {p} AND target = {t} AND \
+                     state = 'committed'",
+                    p = literal(&self.pipeline),
+                    t = literal(&self.qualified())
+                ),
+                "reading _weir.commits",
+            )
+            .await?;
+        let last = rows.first().map(|r| as_u64(r.get("last"))).unwrap_or(0);
+        if last > load.max(0) as u64 {
+            return Err(Error::user(format!(
+                "ClickHouse's _weir.commits holds a load of pipeline `{}` into {} numbered {last}, above this one \
+                 ({load}): those loads came from another metadata database, or from this one before it was \
+                 initialised again. To start this table over, drop it and run `ALTER TABLE _weir.commits DELETE \
+                 WHERE pipeline = '{}'`",
+                self.pipeline,
+                self.display(),
+                self.pipeline.replace('\'', "''")
+            )));
+        }
+        Ok(())
+    }
+
     /// Finish or abandon what an earlier load of this pipeline left: a
     /// prepared commit is completed, a stage without one is dropped.
     async fn recover(&self) -> Result<()> {
@@ -319,13 +352,15 @@ impl ClickHouseSink {
                 &format!(
                     "SELECT load, state, apply, target, stage, rows FROM `_weir`.`commits` WHERE pipeline = {p} AND \
                      target = {t} AND load >= (SELECT max(load) FROM `_weir`.`commits` WHERE pipeline = {p} AND \
-                     target = {t} AND state = 'committed') ORDER BY load",
+                     target = {t} AND state = 'committed') ORDER BY load, state = 'prepared' DESC",
                     p = literal(&self.pipeline),
                     t = literal(&self.qualified())
                 ),
                 "reading _weir.commits",
             )
             .await?;
+        // A load's `prepared` row sorts before its `committed` (or `abandoned`) one,
+        // whatever order the table's parts return them in.
         let mut pending: BTreeMap<u64, Pending> = BTreeMap::new();
         for row in &rows {
             let load = as_u64(row.get("load"));
@@ -638,6 +673,7 @@ impl Sink for ClickHouseSink {
         let caps = self.caps().await?;
         self.ensure_meta().await?;
         self.recover().await?;
+        self.check_load_number(request.load_seq).await?;
         let mode = request.write_mode()?;
         let table_schema: SchemaRef = match mode {
             Mode::Mirror => changes::without_meta(&input.schema),

@@ -28,6 +28,7 @@ pub const REGISTRATION: SinkRegistration = SinkRegistration {
     option_keys: PostgresOptions::KEYS,
     default_connection: DefaultConnection::MetadataDb,
     applies_changes: true,
+    resumes_by_count: false,
     build,
 };
 

@@ -40,6 +40,7 @@ pub const REGISTRATION: SinkRegistration = SinkRegistration {
     option_keys: RedisOptions::KEYS,
     default_connection: DefaultConnection::None,
     applies_changes: false,
+    resumes_by_count: true,
     build,
 };
 
