@@ -371,9 +371,11 @@ async fn a_topic_reaches_postgres_and_clickhouse_once_with_bad_messages_set_asid
     server.query(&format!("DROP DATABASE IF EXISTS {ch_db}"));
 }
 
-/// `runner stream` follows a topic: new messages reach PostgreSQL within
-/// seconds, connections to the broker cut mid-stream are retried from the
-/// committed offsets, and every message arrives once.
+/// `runner stream` follows a topic: a session killed between a commit and
+/// the position's record is followed by one that goes on from the commit,
+/// new messages reach PostgreSQL within seconds, connections to the broker
+/// cut mid-stream are retried from the committed offsets, and every message
+/// arrives once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn runner_stream_follows_a_topic_through_cut_connections() {
     let port = spare_port();
@@ -399,8 +401,15 @@ async fn runner_stream_follows_a_topic_through_cut_connections() {
         ],
     )
     .await;
+    // kill -9 between the destination's commit and the position's record: the next session
+    // (after the dead one's lease) goes on from what the destination holds.
+    h.set_env("WEIR_LEASE_SECONDS", "2");
+    h.set_env("WEIR_CRASH_AFTER_COMMIT", "stream_events");
+    let killed = crate::harness::finish(h.spawn(&["stream"])).await;
+    assert_ne!(killed.code, 0, "{}", killed.all());
+    assert_eq!(h.count("bronze.stream_events").await, 500, "the first commit landed");
+    h.set_env("WEIR_CRASH_AFTER_COMMIT", "");
     let stream = h.spawn(&["stream"]);
-    h.wait_until("SELECT to_regclass('bronze.stream_events') IS NOT NULL", 60).await;
     h.wait_until("SELECT count(*) = 500 FROM bronze.stream_events", 60).await;
     proxy.cut_after(2_000, 3);
     for chunk in 0..4 {
@@ -416,4 +425,60 @@ async fn runner_stream_follows_a_topic_through_cut_connections() {
     assert_eq!(h.scalar_i64("SELECT count(DISTINCT id) FROM bronze.stream_events").await, 1500);
     let audit = h.last_audit("stream_events").await;
     assert_eq!(audit.status, "success", "{audit:?}");
+}
+
+/// A topic into Redis: a load killed half way is finished by the next run,
+/// which reads the same messages in the same order and skips the ones
+/// applied, so every counter counts each message once. A topic of several
+/// partitions is refused there (its order on a re-read is not fixed).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_topic_into_redis_counts_every_message_once_through_a_kill() {
+    let broker = Broker::start();
+    let redis = crate::redis::Redis::start();
+    let mut h = Harness::new("kafka_redis").await;
+    h.set_env("WEIR_CONN_STREAM", &broker.url());
+    h.set_env("WEIR_CONN_CACHE", &redis.url());
+    h.set_env("WEIR_LEASE_SECONDS", "2");
+    let n = 3000i64;
+    let messages: Vec<(i32, String)> = (1..=n).map(|i| (0, event(i, &format!("{}.{:02}", i % 50, i % 100)))).collect();
+    broker.produce("serve", 1, &messages);
+    broker.produce("serve_wide", 2, &[(0, event(1, "1.00")), (1, event(2, "2.00"))]);
+    let options = format!(
+        r#"'{{"columns": "{EVENT_COLUMNS}", "history": true, "chunk_rows": 100,
+              "hashes": [{{"key": "user:{{user_id}}", "increment": {{"events": 1, "amount": "amount"}}}}]}}'"#
+    );
+    for (name, topic) in [("serve_redis", "'serve'"), ("wide_redis", "'serve_wide'")] {
+        h.pipeline(
+            name,
+            &[
+                ("source_type", "'kafka'"),
+                ("source_connection", "'stream'"),
+                ("source_table", topic),
+                ("load_type", "'cdc'"),
+                ("destination_type", "'redis'"),
+                ("destination_connection", "'cache'"),
+                ("schema_name", "'public'"),
+                ("destination_table", "'serving'"),
+                ("options", options.as_str()),
+            ],
+        )
+        .await;
+    }
+    h.set_env("WEIR_REDIS_CRASH_AFTER_ROWS", "1250");
+    let crashed = h.runner(&["--date", D1, "--pipeline", "serve_redis"]).await;
+    assert_ne!(crashed.code, 0, "{}", crashed.all());
+    h.set_env("WEIR_REDIS_CRASH_AFTER_ROWS", "");
+    let run = h.runner(&["--date", D1, "--pipeline", "serve_redis"]).await;
+    assert_eq!(run.code, 0, "{}", run.all());
+    for user in 0..5i64 {
+        let ids: Vec<i64> = (1..=n).filter(|i| i % 5 == user).collect();
+        let cents: i64 = ids.iter().map(|i| (i % 50) * 100 + i % 100).sum();
+        let got = redis.cli(&["HMGET", &format!("user:{user}"), "events", "amount"]);
+        assert_eq!(got[0], ids.len().to_string(), "user {user}: {got:?}");
+        let amount: f64 = got[1].parse().expect("a number");
+        assert!((amount * 100.0 - cents as f64).abs() < 0.5, "user {user}: {amount} vs {cents} cents");
+    }
+    let wide = h.runner(&["--date", D1, "--pipeline", "wide_redis"]).await;
+    assert_ne!(wide.code, 0);
+    assert!(wide.all().contains("has 2 partitions"), "{}", wide.all());
 }

@@ -14,13 +14,13 @@ const D3: &str = "20250325";
 const D4: &str = "20250326";
 
 /// A redis-server on a spare port, in a folder of its own; stopped on drop.
-struct Redis {
+pub(crate) struct Redis {
     port: u16,
     dir: tempfile::TempDir,
 }
 
 impl Redis {
-    fn start() -> Self {
+    pub(crate) fn start() -> Self {
         let port =
             std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("a port");
         let redis = Self { port, dir: tempfile::tempdir().expect("tempdir") };
@@ -58,7 +58,7 @@ impl Redis {
         self.launch();
     }
 
-    fn url(&self) -> String {
+    pub(crate) fn url(&self) -> String {
         format!("redis://127.0.0.1:{}/0", self.port)
     }
 
@@ -69,7 +69,7 @@ impl Redis {
     }
 
     /// `redis-cli --raw`: one value per line.
-    fn cli(&self, args: &[&str]) -> Vec<String> {
+    pub(crate) fn cli(&self, args: &[&str]) -> Vec<String> {
         let out = Command::new("redis-cli")
             .args(["-p", &self.port.to_string(), "--raw"])
             .args(args)
