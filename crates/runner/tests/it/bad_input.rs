@@ -26,7 +26,7 @@ async fn each_bad_pipeline_fails_alone_with_an_actionable_message() {
         (
             "unknown_source",
             vec![("source_type", "'csvv'"), ("destination_table", "'t1'")],
-            "source_type `csvv` is not known; known source types: elasticsearch, mysql, parquet, postgres",
+            "source_type `csvv` is not known; known source types: elasticsearch, kafka, mysql, parquet, postgres",
         ),
         (
             "unknown_dest",
