@@ -125,17 +125,16 @@ impl KafkaSource {
         let start = match options.start.as_deref().unwrap_or("earliest") {
             "earliest" => Start::Earliest,
             "latest" => Start::Latest,
-            text if text.contains(':') && !text.contains('T') => Start::Offsets(Offsets::parse(text)?),
-            text => Start::Time(
-                chrono::DateTime::parse_from_rfc3339(text)
-                    .map_err(|_| {
-                        Error::user(format!(
-                            "options.start `{text}`: use earliest, latest, a time like 2025-03-23T00:00:00Z, or \
-                             offsets like 0:1200,1:1187"
-                        ))
-                    })?
-                    .to_utc(),
-            ),
+            text => match (Offsets::parse(text), chrono::DateTime::parse_from_rfc3339(text)) {
+                (Ok(offsets), _) => Start::Offsets(offsets),
+                (_, Ok(time)) => Start::Time(time.to_utc()),
+                _ => {
+                    return Err(Error::user(format!(
+                        "options.start `{text}`: use earliest, latest, a time like 2025-03-23T00:00:00Z, or offsets \
+                         like 0:1200,1:1187"
+                    )));
+                }
+            },
         };
         let on_bad = match (options.on_bad_message.as_deref().unwrap_or("fail"), options.dead_letter_topic) {
             ("fail", None) => OnBad::Fail,
@@ -460,5 +459,33 @@ impl Source for KafkaSource {
                 |mut read| async move { Ok(read.next().await?.map(|batch| (batch, read))) },
             );
         Ok(SourceStream::new(self.decoder.schema.clone(), batches.boxed()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn positions_read_and_write_as_text() {
+        let o = Offsets::parse("1:1187, 0:1200").unwrap();
+        assert_eq!(o.render(), "0:1200,1:1187");
+        for bad in ["0/16B3748", "a:1", "0:-1", "0:1:2"] {
+            assert!(Offsets::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_start_is_a_word_offsets_or_a_time() {
+        let brokers = Brokers::new(&weir_core::ConnectionUrl::parse("s", "kafka://127.0.0.1:9092").unwrap()).unwrap();
+        let start = |s: &str| {
+            let options =
+                SourceOptions { columns: Some("id bigint".into()), start: Some(s.into()), ..Default::default() };
+            KafkaSource::new(brokers.clone(), "p", "t".into(), options).map(|k| k.start)
+        };
+        assert_eq!(start("latest").unwrap(), Start::Latest);
+        assert!(matches!(start("0:5,1:7").unwrap(), Start::Offsets(o) if o.0.len() == 2));
+        assert!(matches!(start("2025-03-23T00:00:00Z").unwrap(), Start::Time(_)));
+        assert!(start("yesterday").unwrap_err().to_string().contains("options.start"));
     }
 }
