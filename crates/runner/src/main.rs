@@ -256,6 +256,8 @@ fn main() -> ExitCode {
         return ExitCode::from(2);
     }
     let cli = Cli::parse();
+    // Both rustls providers are linked in: name one, for the libraries that take the default.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let progress = Progress::new(show_progress(&cli));
     let _log_file = match init_logging(&cli.global, &progress) {
         Ok(guard) => guard,

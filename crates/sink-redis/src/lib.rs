@@ -117,7 +117,7 @@ fn build(ctx: SinkContext<'_>) -> Result<Box<dyn weir_core::Sink>> {
     }
     let connection =
         ctx.connection.ok_or_else(|| Error::user("destination_connection is empty; a redis destination needs one"))?;
-    if connection.scheme() != "redis" {
+    if !matches!(connection.scheme(), "redis" | "rediss") {
         return Err(Error::user(format!(
             "destination_connection {connection} is a {}:// URL; a redis destination needs redis://[user:password@]host:6379[/db]",
             connection.scheme()

@@ -168,9 +168,35 @@ impl Chunk {
 
 impl RedisSink {
     pub fn new(connection: ConnectionUrl, pipeline: &str, options: RedisOptions) -> Result<Self> {
-        let client = redis::Client::open(connection.expose()).map_err(|e| {
+        let bad = |e: redis::RedisError| {
             Error::user(format!("destination_connection {connection} is not a Redis URL: {:?}", e.kind()))
-        })?;
+        };
+        // `rediss://…?tls_ca_file=/etc/weir/ca.pem`: the server's certificate checked against
+        // that PEM file rather than the system's roots.
+        let ca_file = connection.url().query_pairs().find(|(k, _)| k == "tls_ca_file").map(|(_, v)| v.into_owned());
+        let client = match ca_file {
+            None => redis::Client::open(connection.expose()).map_err(bad)?,
+            Some(_) if connection.scheme() != "rediss" => {
+                return Err(Error::user(format!(
+                    "destination_connection {connection}: tls_ca_file is for rediss:// URLs"
+                )));
+            }
+            Some(path) => {
+                let pem = std::fs::read(&path).map_err(|e| Error::user(format!("tls_ca_file `{path}`: {e}")))?;
+                let mut url = connection.url().clone();
+                let rest: Vec<(String, String)> = url
+                    .query_pairs()
+                    .filter(|(k, _)| k != "tls_ca_file")
+                    .map(|(k, v)| (k.into_owned(), v.into_owned()))
+                    .collect();
+                url.set_query(None);
+                if !rest.is_empty() {
+                    url.query_pairs_mut().extend_pairs(rest);
+                }
+                let certificates = redis::TlsCertificates { client_tls: None, root_cert: Some(pem) };
+                redis::Client::build_with_tls(url.as_str(), certificates).map_err(bad)?
+            }
+        };
         let url = connection.url();
         let server = format!("{}:{}", url.host_str().unwrap_or("localhost"), url.port().unwrap_or(6379));
         Ok(Self { client, server, state_key: format!("weir:{{{pipeline}}}:applied"), options })

@@ -230,3 +230,72 @@ pub async fn parquet_file(path: &std::path::Path, columns: &str) {
     let done = tokio::process::Command::new("python3").args(["-c", &script]).arg(path).output().await.expect("python3");
     assert!(done.status.success(), "{}", String::from_utf8_lossy(&done.stderr));
 }
+
+/// A CA (`ca.pem`) and a server certificate for 127.0.0.1 signed by it
+/// (`server.pem`, `server.key`), made with openssl in `dir`: for the TLS tests,
+/// which put socat in front of a server to speak TLS for it.
+pub fn tls_certificates(dir: &Path) {
+    let openssl = |args: &[&str]| {
+        let out = std::process::Command::new("openssl").args(args).current_dir(dir).output().expect("openssl runs");
+        assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    };
+    let subject = ["-days", "2", "-nodes", "-newkey", "rsa:2048"];
+    openssl(
+        &[&["req", "-x509", "-keyout", "ca.key", "-out", "ca.pem", "-subj", "/CN=weir test CA"][..], &subject].concat(),
+    );
+    openssl(
+        &[&["req", "-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=127.0.0.1"][..], &subject[2..]]
+            .concat(),
+    );
+    std::fs::write(dir.join("ext.cnf"), "subjectAltName=IP:127.0.0.1\n").expect("ext.cnf");
+    openssl(&[
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "server.pem",
+        "-days",
+        "2",
+        "-extfile",
+        "ext.cnf",
+    ]);
+}
+
+/// socat speaking TLS on a spare port (the certificates of [`tls_certificates`]
+/// in `dir`) for the plain server on `upstream`; killed on drop.
+pub struct TlsFront {
+    pub port: u16,
+    child: std::process::Child,
+}
+
+impl TlsFront {
+    pub fn start(dir: &Path, port: u16, upstream: u16) -> Self {
+        let child = std::process::Command::new("socat")
+            .arg(format!("OPENSSL-LISTEN:{port},reuseaddr,fork,cert=server.pem,key=server.key,verify=0"))
+            .arg(format!("TCP:127.0.0.1:{upstream}"))
+            .current_dir(dir)
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("socat starts");
+        for _ in 0..100 {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        Self { port, child }
+    }
+}
+
+impl Drop for TlsFront {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -15,9 +15,8 @@ const D3: &str = "20250325";
 struct Broker {
     port: u16,
     child: Child,
-    /// With [`Broker::start_tls`]: the port clients reach (TLS, by socat in front
-    /// of the broker), its CA's PEM file, and socat.
-    tls: Option<(u16, String, Child)>,
+    /// With [`Broker::start_tls`]: socat speaking TLS in front of the broker, and its CA's PEM file.
+    tls: Option<(crate::harness::TlsFront, String)>,
 }
 
 fn spare_port() -> u16 {
@@ -57,77 +56,17 @@ impl Broker {
     /// certificate for 127.0.0.1 from a CA made here with openssl) in front of
     /// the broker, which advertises socat's port.
     fn start_tls(dir: &std::path::Path) -> Self {
-        let openssl = |args: &[&str]| {
-            let out = Command::new("openssl").args(args).current_dir(dir).output().expect("openssl runs");
-            assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-        };
-        openssl(&[
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-keyout",
-            "ca.key",
-            "-out",
-            "ca.pem",
-            "-days",
-            "2",
-            "-subj",
-            "/CN=weir test CA",
-        ]);
-        std::fs::write(dir.join("ext.cnf"), "subjectAltName=IP:127.0.0.1\n").expect("ext.cnf");
-        openssl(&[
-            "req",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-keyout",
-            "broker.key",
-            "-out",
-            "broker.csr",
-            "-subj",
-            "/CN=127.0.0.1",
-        ]);
-        openssl(&[
-            "x509",
-            "-req",
-            "-in",
-            "broker.csr",
-            "-CA",
-            "ca.pem",
-            "-CAkey",
-            "ca.key",
-            "-CAcreateserial",
-            "-out",
-            "broker.pem",
-            "-days",
-            "2",
-            "-extfile",
-            "ext.cnf",
-        ]);
+        crate::harness::tls_certificates(dir);
         let (port, tls_port) = (spare_port(), spare_port());
         let mut broker = Self::start_advertising(port, tls_port);
-        let socat = Command::new("socat")
-            .arg(format!("OPENSSL-LISTEN:{tls_port},reuseaddr,fork,cert=broker.pem,key=broker.key,verify=0"))
-            .arg(format!("TCP:127.0.0.1:{port}"))
-            .current_dir(dir)
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .expect("socat starts");
-        for _ in 0..100 {
-            if std::net::TcpStream::connect(("127.0.0.1", tls_port)).is_ok() {
-                break;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(50));
-        }
-        broker.tls = Some((tls_port, dir.join("ca.pem").display().to_string(), socat));
+        let front = crate::harness::TlsFront::start(dir, tls_port, port);
+        broker.tls = Some((front, dir.join("ca.pem").display().to_string()));
         broker
     }
 
     fn url(&self) -> String {
         match &self.tls {
-            Some((port, ca, _)) => format!("kafka://127.0.0.1:{port}?tls=true&tls_ca_file={ca}"),
+            Some((front, ca)) => format!("kafka://127.0.0.1:{}?tls=true&tls_ca_file={ca}", front.port),
             None => format!("kafka://127.0.0.1:{}", self.port),
         }
     }
@@ -135,7 +74,7 @@ impl Broker {
     /// How a Python client reaches it: the bootstrap address, and the CA file for TLS ("" without).
     fn client_args(&self) -> [String; 2] {
         match &self.tls {
-            Some((port, ca, _)) => [format!("127.0.0.1:{port}"), ca.clone()],
+            Some((front, ca)) => [format!("127.0.0.1:{}", front.port), ca.clone()],
             None => [format!("127.0.0.1:{}", self.port), String::new()],
         }
     }
@@ -224,10 +163,7 @@ c.close()
 
 impl Drop for Broker {
     fn drop(&mut self) {
-        if let Some((_, _, socat)) = &mut self.tls {
-            let _ = socat.kill();
-            let _ = socat.wait();
-        }
+        self.tls = None; // socat first
         let _ = self.child.kill();
         let _ = self.child.wait();
     }

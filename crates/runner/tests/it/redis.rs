@@ -214,3 +214,44 @@ async fn redis_streams_sorted_sets_and_hashes_count_every_row_once() {
     assert!(check.all().contains("sorted_sets[0].member") && check.all().contains("`nope`"), "{}", check.all());
     let _ = sqlx::query("SELECT pg_drop_replication_slot($1)").bind(&slot).execute(&src).await;
 }
+
+/// `rediss://`: the same structures written over TLS (socat speaking it in
+/// front of the server; the CA in `tls_ca_file`), read back over the plain port.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_over_tls() {
+    let redis = Redis::start();
+    let dir = tempfile::tempdir().expect("tempdir");
+    crate::harness::tls_certificates(dir.path());
+    let tls_port =
+        std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("a port");
+    let _front = crate::harness::TlsFront::start(dir.path(), tls_port, redis.port);
+    let mut h = Harness::new("redis_tls").await;
+    source(
+        &mut h,
+        "redis_tls_src",
+        "CREATE TABLE plays (id integer PRIMARY KEY, user_id integer, seconds integer);
+         INSERT INTO plays SELECT i, i % 3, i FROM generate_series(1, 100) i;",
+    )
+    .await;
+    let ca = dir.path().join("ca.pem");
+    h.set_env("WEIR_CONN_CACHE", &format!("rediss://127.0.0.1:{tls_port}/0?tls_ca_file={}", ca.display()));
+    let options = r#"'{"hashes": [{"key": "user:{user_id}", "increment": {"plays": 1, "seconds": "seconds"}}]}'"#;
+    pipeline(
+        &h,
+        "plays_tls",
+        "public.plays",
+        &[
+            ("destination_type", "'redis'"),
+            ("destination_connection", "'cache'"),
+            ("load_type", "'incremental'"),
+            ("options", options),
+        ],
+    )
+    .await;
+    h.run_ok(D1).await;
+    for user in 0..3 {
+        let ids: Vec<i64> = (1..=100).filter(|i| i % 3 == user).collect();
+        let want = [ids.len().to_string(), ids.iter().sum::<i64>().to_string()];
+        assert_eq!(redis.cli(&["HMGET", &format!("user:{user}"), "plays", "seconds"]), want, "user {user}");
+    }
+}
