@@ -267,9 +267,12 @@ impl Read {
             let mut records: Vec<RecordAndOffset> = records.into_iter().filter(|r| r.offset >= from).collect();
             records.sort_by_key(|r| r.offset);
             let Some(last) = records.last().map(|r| r.offset) else {
-                // Nothing came back below the end the broker reported: a compacted or aborted tail.
-                warn!(topic = %self.topic, partition, from, end = range.end, "no message before the partition's end; it ends here");
-                self.ranges[self.current].next = range.end;
+                // Nothing came back below the end the broker reported (its answer was empty, or
+                // what is left are transaction markers): this read stops here, at the offset it
+                // has, and the next one asks again. Moving past offsets no message was read from
+                // could skip messages.
+                warn!(topic = %self.topic, partition, from, end = range.end, "the broker returned no message before the partition's end; going on from here next time");
+                self.current += 1;
                 continue;
             };
             self.ranges[self.current].next = last + 1;
