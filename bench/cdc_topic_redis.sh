@@ -15,6 +15,8 @@
 #   transaction = the Redis server's clock when the stream entry of the transaction's last row
 #   was added (its entry id) − the writer's clock after COMMIT returned; p50/p99 by
 #   bench/peers/lag_stats.py.
+# - hops (MODES=hops, not in the default): the writer makes N changes with nothing running, then
+#   one `runner --date` per pipeline drains them, timed apart: which hop limits the backlog rate.
 # - redis-benchmark: each command of the mix, N times, pipelined 100 deep, one connection; the
 #   mix's limit in changes/s = 1 / Σ(1 / rate of each command).
 # Peak RSS: GNU time %M of `runner stream`. Needs the release build (WEIR_BENCH_PROFILE=debug for
@@ -113,6 +115,13 @@ stop_stream() {
 for mode in $modes; do
   setup
   case $mode in
+  hops)
+    bench/peers/change_writer.py "$src" public.bench_cdc "$n" --rate 0 >"$tmp/writer.out"
+    for hop in to_topic to_redis; do
+      read -r secs rss < <(measure $bin/runner --date 20250324 --pipeline $hop)
+      row "weir ($hop alone)" "hop, batch run" "$n" "$secs" "$(awk -v n="$n" -v s="$secs" 'BEGIN { printf "%.0f", n / s }')" - - "$rss"
+    done
+    ;;
   backlog)
     bench/peers/change_writer.py "$src" public.bench_cdc "$n" --rate 0 >"$tmp/writer.out"
     last=$(field "$tmp/writer.out" last_marker)
