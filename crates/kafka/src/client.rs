@@ -113,6 +113,35 @@ impl Brokers {
     }
 }
 
+/// The topic, created with `partitions` and `replication` if missing, once a
+/// broker lists it; its number of partitions.
+pub async fn ensure_topic(client: &Client, topic: &str, partitions: i32, replication: i16) -> Result<i32> {
+    let find = |topics: Vec<rskafka::topic::Topic>| topics.into_iter().find(|t| t.name == topic);
+    if let Some(t) = find(client.list_topics().await.map_err(|e| broker_error(e, "listing topics"))?) {
+        return Ok(t.partitions.len() as i32);
+    }
+    tracing::info!(topic, partitions, "creating the topic");
+    let created = client
+        .controller_client()
+        .map_err(|e| broker_error(e, "reaching the controller"))?
+        .create_topic(topic, partitions, replication, 30_000)
+        .await;
+    if let Err(e) = created
+        && !e.to_string().contains("TopicAlreadyExists")
+    {
+        return Err(broker_error(e, &format!("creating topic `{topic}`")));
+    }
+    for _ in 0..50 {
+        if let Some(t) = find(client.list_topics().await.map_err(|e| broker_error(e, "listing topics"))?)
+            && !t.partitions.is_empty()
+        {
+            return Ok(t.partitions.len() as i32);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    Err(Error::transient(format!("topic `{topic}` was created but no broker lists it yet")))
+}
+
 /// TLS with ring (the provider the rest of Weir uses, named here rather than
 /// taken from the process default): the roots in `ca_file` (PEM), else the system's.
 fn tls_config(ca_file: Option<&str>) -> Result<Arc<rustls::ClientConfig>> {

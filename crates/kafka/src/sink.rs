@@ -22,7 +22,7 @@ use tracing::{debug, info, warn};
 use weir_core::{Error, LoadOutcome, LoadRequest, Result, Sink, SourceStream};
 
 use crate::SinkOptions;
-use crate::client::{Brokers, broker_error};
+use crate::client::{Brokers, broker_error, ensure_topic};
 use crate::envelope::{Encoder, partition_of};
 
 const BATCH_BYTES: usize = 1024 * 1024;
@@ -52,36 +52,6 @@ struct Partition {
 impl KafkaSink {
     pub fn new(brokers: Brokers, pipeline: &str, topic: String, options: SinkOptions) -> Result<Self> {
         Ok(Self { brokers, pipeline: pipeline.to_owned(), topic, options })
-    }
-
-    /// The topic, created if missing; its number of partitions.
-    async fn ensure_topic(&self, client: &rskafka::client::Client, topic: &str) -> Result<i32> {
-        let find = |topics: Vec<rskafka::topic::Topic>| topics.into_iter().find(|t| t.name == topic);
-        let topics = client.list_topics().await.map_err(|e| broker_error(e, "listing topics"))?;
-        if let Some(t) = find(topics) {
-            return Ok(t.partitions.len() as i32);
-        }
-        let partitions = self.options.partitions.unwrap_or(1).max(1);
-        info!(topic, partitions, "creating the topic");
-        let created = client
-            .controller_client()
-            .map_err(|e| broker_error(e, "reaching the controller"))?
-            .create_topic(topic, partitions, self.options.replication_factor.unwrap_or(1), 30_000)
-            .await;
-        if let Err(e) = created
-            && !e.to_string().contains("TopicAlreadyExists")
-        {
-            return Err(broker_error(e, &format!("creating topic `{topic}`")));
-        }
-        for _ in 0..50 {
-            if let Some(t) = find(client.list_topics().await.map_err(|e| broker_error(e, "listing topics"))?)
-                && !t.partitions.is_empty()
-            {
-                return Ok(t.partitions.len() as i32);
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        Err(Error::transient(format!("topic `{topic}` was created but no broker lists it yet")))
     }
 
     /// The last row of the load that started at `from` in this partition, if its last message is one.
@@ -185,7 +155,13 @@ impl Sink for KafkaSink {
         let topic = request.run_date.render(&self.topic)?;
         let patient = self.brokers.connect(Some(PATIENCE)).await?;
         let hasty: Arc<rskafka::client::Client> = self.brokers.connect(None).await?;
-        let partitions = self.ensure_topic(&patient, &topic).await?;
+        let partitions = ensure_topic(
+            &patient,
+            &topic,
+            self.options.partitions.unwrap_or(1).max(1),
+            self.options.replication_factor.unwrap_or(1),
+        )
+        .await?;
         let from = request.watermark_before.clone().unwrap_or_default();
         let mut parts = Vec::with_capacity(partitions as usize);
         for p in 0..partitions {

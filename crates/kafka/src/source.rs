@@ -19,10 +19,10 @@ use rskafka::client::Client;
 use rskafka::client::error::{Error as KafkaError, ProtocolError};
 use rskafka::client::partition::{Compression, OffsetAt, PartitionClient, UnknownTopicHandling};
 use rskafka::record::{Record, RecordAndOffset};
-use tracing::{info, warn};
+use tracing::warn;
 use weir_core::{Error, Position, ReadRequest, Result, Source, SourceBatch, SourceStream};
 
-use crate::client::{Brokers, broker_error};
+use crate::client::{Brokers, broker_error, ensure_topic};
 use crate::decode::{Envelope, Message, MessageDecoder};
 
 /// Bytes one fetch may bring back (a batch of rows).
@@ -375,20 +375,7 @@ impl Read {
 
 /// Partition 0 of the dead-letter topic, created (one partition) if missing.
 async fn dead_letter_partition(client: &Client, topic: &str) -> Result<PartitionClient> {
-    let topics = client.list_topics().await.map_err(|e| broker_error(e, "listing topics"))?;
-    if !topics.iter().any(|t| t.name == topic) {
-        info!(topic, "creating the dead-letter topic");
-        let created = client
-            .controller_client()
-            .map_err(|e| broker_error(e, "reaching the controller"))?
-            .create_topic(topic, 1, 1, 30_000)
-            .await;
-        if let Err(e) = created
-            && !e.to_string().contains("TopicAlreadyExists")
-        {
-            return Err(broker_error(e, &format!("creating topic `{topic}`")));
-        }
-    }
+    ensure_topic(client, topic, 1, 1).await?;
     client
         .partition_client(topic, 0, UnknownTopicHandling::Retry)
         .await
