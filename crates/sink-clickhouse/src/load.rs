@@ -315,20 +315,7 @@ impl ClickHouseSink {
     /// committed comes from another metadata database (or one initialised
     /// again), and would commit a position older than the one that counts.
     /// Refused, saying how to start over.
-    async fn check_load_number(&self, load: i64) -> Result<()> {
-        let rows = self
-            .client
-            .rows(
-                &format!(
-                    "SELECT max(load) AS last FROM `_weir`.`commits` WHERE pipeline = {p} AND target = {t} AND \
-                     state = 'committed'",
-                    p = literal(&self.pipeline),
-                    t = literal(&self.qualified())
-                ),
-                "reading _weir.commits",
-            )
-            .await?;
-        let last = rows.first().map(|r| as_u64(r.get("last"))).unwrap_or(0);
+    fn check_load_number(&self, load: i64, last: u64) -> Result<()> {
         if last > load.max(0) as u64 {
             return Err(Error::user(format!(
                 "ClickHouse's _weir.commits holds a load of pipeline `{}` into {} numbered {last}, above this one \
@@ -344,8 +331,9 @@ impl ClickHouseSink {
     }
 
     /// Finish or abandon what an earlier load of this pipeline left: a
-    /// prepared commit is completed, a stage without one is dropped.
-    async fn recover(&self) -> Result<()> {
+    /// prepared commit is completed, a stage without one is dropped. Returns
+    /// the number of the last committed load (0 before the first).
+    async fn recover(&self) -> Result<u64> {
         let rows = self
             .client
             .rows(
@@ -362,6 +350,7 @@ impl ClickHouseSink {
         // A load's `prepared` row sorts before its `committed` (or `abandoned`) one,
         // whatever order the table's parts return them in.
         let mut pending: BTreeMap<u64, Pending> = BTreeMap::new();
+        let mut last_committed = 0;
         for row in &rows {
             let load = as_u64(row.get("load"));
             match text(row.get("state")).as_str() {
@@ -375,8 +364,11 @@ impl ClickHouseSink {
                         },
                     );
                 }
-                _ => {
+                state => {
                     pending.remove(&load);
+                    if state == "committed" {
+                        last_committed = last_committed.max(load);
+                    }
                 }
             }
         }
@@ -404,6 +396,7 @@ impl ClickHouseSink {
             self.apply(apply, &p.stage, &p.target, *load).await?;
             self.record(*load as i64, "committed", &p.apply, &p.stage, None, 0).await?;
             self.drop_stage(&p.stage).await?;
+            last_committed = last_committed.max(*load);
         }
         // Stages of loads that never prepared their commit.
         let stages = self
@@ -421,7 +414,7 @@ impl ClickHouseSink {
             debug!(stage = %name, "dropping a staging table an unfinished load left");
             self.drop_stage(&format!("`_weir`.{}", ident(&name))).await?;
         }
-        Ok(())
+        Ok(last_committed)
     }
 
     async fn drop_stage(&self, stage: &str) -> Result<()> {
@@ -672,8 +665,8 @@ impl Sink for ClickHouseSink {
     async fn load(&self, request: &LoadRequest, input: SourceStream) -> Result<LoadOutcome> {
         let caps = self.caps().await?;
         self.ensure_meta().await?;
-        self.recover().await?;
-        self.check_load_number(request.load_seq).await?;
+        let last_committed = self.recover().await?;
+        self.check_load_number(request.load_seq, last_committed)?;
         let mode = request.write_mode()?;
         let table_schema: SchemaRef = match mode {
             Mode::Mirror => changes::without_meta(&input.schema),
