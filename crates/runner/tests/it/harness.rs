@@ -231,6 +231,11 @@ pub async fn parquet_file(path: &std::path::Path, columns: &str) {
     assert!(done.status.success(), "{}", String::from_utf8_lossy(&done.stderr));
 }
 
+/// A port nothing listens on now, for a server a test starts.
+pub fn spare_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("a port")
+}
+
 /// A CA (`ca.pem`) and a server certificate for 127.0.0.1 signed by it
 /// (`server.pem`, `server.key`), made with openssl in `dir`: for the TLS tests,
 /// which put socat in front of a server to speak TLS for it.

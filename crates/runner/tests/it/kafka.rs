@@ -6,7 +6,7 @@ use std::process::{Child, Command};
 
 use serde_json::Value;
 
-use crate::harness::{D1, D2, Harness};
+use crate::harness::{D1, D2, Harness, spare_port};
 use crate::postgres::{pipeline, source};
 
 const D3: &str = "20250325";
@@ -17,10 +17,6 @@ struct Broker {
     child: Child,
     /// With [`Broker::start_tls`]: socat speaking TLS in front of the broker, and its CA's PEM file.
     tls: Option<(crate::harness::TlsFront, String)>,
-}
-
-fn spare_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("a port")
 }
 
 impl Broker {

@@ -21,8 +21,7 @@ pub(crate) struct Redis {
 
 impl Redis {
     pub(crate) fn start() -> Self {
-        let port =
-            std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("a port");
+        let port = crate::harness::spare_port();
         let redis = Self { port, dir: tempfile::tempdir().expect("tempdir") };
         redis.launch();
         redis
@@ -222,8 +221,7 @@ async fn redis_over_tls() {
     let redis = Redis::start();
     let dir = tempfile::tempdir().expect("tempdir");
     crate::harness::tls_certificates(dir.path());
-    let tls_port =
-        std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("a port");
+    let tls_port = crate::harness::spare_port();
     let _front = crate::harness::TlsFront::start(dir.path(), tls_port, redis.port);
     let mut h = Harness::new("redis_tls").await;
     source(
