@@ -87,16 +87,6 @@ stop() { # PID [SIGNAL]: signal it, wait up to 15 s, then KILL
   kill -0 "$1" 2>/dev/null && kill_tree KILL "$1"
   wait "$1" 2>/dev/null || true
 }
-drop_slot() { # SLOT: once no consumer holds it (a stopped one may take a moment to let go)
-  for _ in $(seq 100); do
-    q "$WEIR_TEST_PG_URL" "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots
-                           WHERE slot_name = '$1' AND NOT active" >/dev/null 2>&1 || true
-    [[ $(q "$WEIR_TEST_PG_URL" "SELECT count(*) FROM pg_replication_slots WHERE slot_name = '$1'") == 0 ]] && return 0
-    sleep 0.2
-  done
-  echo "could not drop replication slot $1 (still active?)" >&2
-  return 1
-}
 cleanup() {
   set +e
   for p in $(jobs -p); do stop "$p"; done

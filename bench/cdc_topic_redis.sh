@@ -43,22 +43,12 @@ tmp=$(mktemp -d /tmp/weir_bench_redis.XXXX)
 q() { psql "$1" -XAtq -v ON_ERROR_STOP=1 -c "$2"; }
 field() { sed -n "s/.*[ ]$2=\([^ ]*\).*/\1/p" "$1" | head -1; }
 rss_mb() { awk '/^[0-9]+$/ { m = $1 } END { if (m) printf "%d", m / 1024; else printf "?" }' "$1"; }
-wait_port() { for _ in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/$1) 2>/dev/null && return 0; sleep 0.1; done; return 1; }
-drop_slot() {
-  for _ in $(seq 100); do
-    q "$WEIR_TEST_PG_URL" "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots
-                           WHERE slot_name = '$slot' AND NOT active" >/dev/null 2>&1 || true
-    [[ $(q "$WEIR_TEST_PG_URL" "SELECT count(*) FROM pg_replication_slots WHERE slot_name = '$slot'") == 0 ]] && return 0
-    sleep 0.2
-  done
-  return 1
-}
 broker="" cache=""
 cleanup() {
   set +e
   for p in $(jobs -p); do kill "$p" 2>/dev/null; done
   wait 2>/dev/null
-  drop_slot
+  drop_slot $slot
   q "$WEIR_TEST_PG_URL" "DROP DATABASE IF EXISTS weir_bench_redis_src WITH (FORCE)" >/dev/null
 }
 trap cleanup EXIT
@@ -86,7 +76,7 @@ setup() {
   redis-server --port $rport --bind 127.0.0.1 --save '' --appendonly no >/dev/null &
   cache=$!
   wait_port $kport && wait_port $rport
-  drop_slot
+  drop_slot $slot
   q "$WEIR_TEST_PG_URL" "DROP DATABASE IF EXISTS weir_bench_redis_src WITH (FORCE)"
   q "$WEIR_TEST_PG_URL" "CREATE DATABASE weir_bench_redis_src"
   bench/peers/change_writer.py "$src" public.bench_cdc --setup 10000 >/dev/null

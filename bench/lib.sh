@@ -51,3 +51,22 @@ orders_data() {
     touch "$dir/.done"
   fi
 }
+
+# wait_port PORT: until something listens on 127.0.0.1:PORT (10 s; returns 1 if nothing does).
+wait_port() {
+  for _ in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/"$1") 2>/dev/null && return 0; sleep 0.1; done
+  return 1
+}
+
+# drop_slot SLOT: drop the replication slot once no consumer holds it (a stopped one may take
+# a moment to let go); returns 1, saying so, if it is still there after 20 s.
+drop_slot() {
+  for _ in $(seq 100); do
+    psql "$WEIR_TEST_PG_URL" -XAtq -c "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots
+                                       WHERE slot_name = '$1' AND NOT active" >/dev/null 2>&1 || true
+    [[ $(psql "$WEIR_TEST_PG_URL" -XAtq -c "SELECT count(*) FROM pg_replication_slots WHERE slot_name = '$1'") == 0 ]] && return 0
+    sleep 0.2
+  done
+  echo "could not drop replication slot $1 (still active?)" >&2
+  return 1
+}

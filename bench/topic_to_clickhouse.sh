@@ -44,7 +44,7 @@ for rows in "${rows_list[@]}"; do
   "$WEIR_TANSU" broker --listener-url tcp://127.0.0.1:$port --advertised-listener-url tcp://127.0.0.1:$port \
     --storage-engine memory://tansu/ --silent >/dev/null 2>&1 &
   broker=$!
-  for _ in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/$port) 2>/dev/null && break; sleep 0.1; done
+  wait_port $port
   csv=$data/topic_orders_$rows.csv
   echo "producing $rows messages (set-up, not timed)" >&2
   python3 bench/peers/topic_tool.py produce 127.0.0.1:$port orders "$rows" "$csv"
