@@ -29,7 +29,7 @@ cd "$(dirname "$0")/.."
 n=${1:-1000000} rate=${2:-10000}
 modes=${MODES:-"backlog live"}
 
-eval "$(scripts/services.sh postgres kafka)"
+eval "$(scripts/services.sh postgres kafka redis)"
 source bench/lib.sh
 build_release
 python3 -c "import redis" 2>/dev/null || pip install -q redis

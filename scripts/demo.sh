@@ -28,7 +28,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-eval "$(scripts/services.sh postgres mariadb smtp dbt clickhouse kafka)"
+eval "$(scripts/services.sh postgres mariadb smtp dbt clickhouse kafka redis)"
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/weir/target}
 echo "==> building runner (debug profile)"
 cargo build --quiet --locked -p weir-runner -p weir-testkit

@@ -219,11 +219,17 @@ kafka() {
   echo "export WEIR_TANSU=$tansu"
 }
 
+redis() {
+  # The tests start redis-servers of their own (on spare ports, in folders of their own).
+  command -v redis-server >/dev/null && command -v redis-cli >/dev/null && command -v redis-benchmark >/dev/null ||
+    apt_install redis-server redis-tools
+}
+
 services=("$@")
-[[ ${#services[@]} -gt 0 ]] || services=(postgres mariadb s3 smtp deltalake dbt clickhouse kafka)
+[[ ${#services[@]} -gt 0 ]] || services=(postgres mariadb s3 smtp deltalake dbt clickhouse kafka redis)
 for s in "${services[@]}"; do
   case "$s" in
-    postgres|pgplain|pgrestart|mariadb|s3|smtp|deltalake|dbt|clickhouse|kafka) "$s" ;;
-    *) say "unknown service '$s' (known: postgres pgplain pgrestart mariadb s3 smtp deltalake dbt clickhouse kafka)"; exit 2 ;;
+    postgres|pgplain|pgrestart|mariadb|s3|smtp|deltalake|dbt|clickhouse|kafka|redis) "$s" ;;
+    *) say "unknown service '$s' (known: postgres pgplain pgrestart mariadb s3 smtp deltalake dbt clickhouse kafka redis)"; exit 2 ;;
   esac
 done
