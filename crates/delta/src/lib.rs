@@ -8,6 +8,7 @@
 
 mod catalog;
 mod error;
+mod json;
 mod location;
 mod maintain;
 mod query;
@@ -18,7 +19,7 @@ mod types;
 pub use catalog::{Dialect, Registration, ddl};
 pub use location::{Lake, TableLocation};
 pub use maintain::{MaintainOptions, MaintainReport, maintain};
-pub use query::{QueryResult, QueryTable, query};
+pub use query::{Commit, QueryResult, QueryTable, history, query};
 pub use sink::DeltaSink;
 pub use stream::RUN_DATE_COLUMN;
 

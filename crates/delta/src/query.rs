@@ -11,6 +11,7 @@ use arrow::datatypes::SchemaRef;
 use datafusion::catalog::MemorySchemaProvider;
 use datafusion::common::TableReference;
 use datafusion::config::Dialect;
+use datafusion::execution::context::SQLOptions;
 use datafusion::prelude::SessionContext;
 use deltalake::datafusion;
 use futures::stream::BoxStream;
@@ -37,8 +38,13 @@ pub struct QueryResult {
 
 /// Run `sql` over `tables` and stream the result. Bad SQL and unknown tables
 /// are the user's errors; an unreachable table is an external one.
+/// Only reading statements run: a statement that would create, change or
+/// write anything (DDL, `INSERT`, `COPY … TO`, `SET`) is refused.
 pub async fn query(tables: &[QueryTable], sql: &str) -> Result<QueryResult> {
     let ctx = SessionContext::new();
+    for f in crate::json::functions() {
+        ctx.register_udf(f);
+    }
     let state = ctx.state();
     let statement = state
         .sql_to_statement(sql, &Dialect::Generic)
@@ -91,10 +97,49 @@ pub async fn query(tables: &[QueryTable], sql: &str) -> Result<QueryResult> {
             .map_err(|e| Error::internal(format!("registering `{schema}.{table}`: {e}")))?;
     }
 
-    let df = ctx.sql(sql).await.map_err(|e| Error::user(format!("the query cannot run: {e}")))?;
+    let read_only = SQLOptions::new().with_allow_ddl(false).with_allow_dml(false).with_allow_statements(false);
+    let df = ctx.sql_with_options(sql, read_only).await.map_err(|e| {
+        let text = e.to_string();
+        if ["DDL not supported", "DML not supported", "Statement not supported"].iter().any(|m| text.contains(m)) {
+            Error::user(format!("only queries that read run here (SELECT, WITH, VALUES): {e}"))
+        } else {
+            Error::user(format!("the query cannot run: {e}"))
+        }
+    })?;
     let stream = df.execute_stream().await.map_err(|e| Error::user(format!("the query failed: {e}")))?;
     Ok(QueryResult {
         schema: stream.schema(),
         batches: stream.map_err(|e| Error::external(format!("the query failed: {e}"))).boxed(),
     })
+}
+
+/// One commit of a Delta table, newest first in [`history`].
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Commit {
+    pub version: i64,
+    /// Milliseconds since the epoch.
+    pub timestamp: Option<i64>,
+    pub operation: Option<String>,
+    pub parameters: Option<serde_json::Value>,
+    /// `operationMetrics`: rows and files written.
+    pub metrics: Option<serde_json::Value>,
+}
+
+/// The last `limit` commits of a table, newest first.
+pub async fn history(location: &TableLocation, limit: usize) -> Result<Vec<Commit>> {
+    let table = location.open().await?;
+    let current = table.version().map_or(0, |v| v as i64);
+    let infos: Vec<_> =
+        table.history(Some(limit)).try_collect().await.map_err(|e| delta_error(e, "reading the table's history"))?;
+    Ok(infos
+        .into_iter()
+        .enumerate()
+        .map(|(i, info)| Commit {
+            version: current - i as i64,
+            timestamp: info.timestamp,
+            operation: info.operation,
+            parameters: info.operation_parameters.and_then(|p| serde_json::to_value(p).ok()),
+            metrics: info.info.get("operationMetrics").cloned(),
+        })
+        .collect())
 }

@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use arrow::datatypes::SchemaRef;
@@ -254,7 +254,10 @@ impl Engine {
                 }
             };
             self.emit(RunEvent::Started { pipeline: name, attempt });
-            match self.attempt(prepared, ctx, load_seq, token).await {
+            ctx.track(prepared.def.id, audit_id);
+            let attempted = self.attempt(prepared, ctx, load_seq, token).await;
+            ctx.untrack(prepared.def.id);
+            match attempted {
                 Ok(Attempted { outcome, watermark_before, details, summary }) => {
                     // A transform reads nothing through Weir.
                     let reads = summary.is_none();
@@ -517,7 +520,7 @@ impl Engine {
         // The last position's counts are the run's totals.
         let counts = Arc::new(std::sync::Mutex::new(BTreeMap::new()));
         let last_counts = counts.clone();
-        let rows = AtomicU64::new(0);
+        let rows = ctx.rows_counter(def.id);
         let observer = self.observer();
         let name = def.name.clone();
         let batches = stream.batches.inspect(move |item| {

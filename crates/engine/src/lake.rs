@@ -10,7 +10,7 @@ use url::Url;
 use uuid::Uuid;
 use weir_core::Status;
 use weir_core::{ConnectionUrl, Error, Redactor, Result, RunDate};
-use weir_delta::{Lake, MaintainOptions, MaintainReport, QueryResult, QueryTable, Registration};
+use weir_delta::{Commit, Lake, MaintainOptions, MaintainReport, QueryResult, QueryTable, Registration};
 use weir_meta::{CatalogRow, MaintenanceRecord};
 
 use crate::run::{Engine, EnvLookup};
@@ -75,6 +75,18 @@ impl Engine {
             })
             .collect();
         weir_delta::query(&tables, sql).await.map_err(|e| e.map_message(|m| redactor.redact(m)))
+    }
+
+    /// The last `limit` commits of a catalog table (`schema.table`), newest first.
+    pub async fn table_history(&self, name: &str, limit: usize) -> Result<Vec<Commit>> {
+        let rows = self.catalog().await?;
+        let row = rows
+            .iter()
+            .find(|r| r.name() == name)
+            .ok_or_else(|| Error::user(format!("table `{name}` is not in the catalog")))?;
+        let mut redactor = self.redactor().clone();
+        let location = self.locate(row, &mut redactor)?;
+        weir_delta::history(&location, limit).await.map_err(|e| e.map_message(|m| redactor.redact(m)))
     }
 
     /// Compact and vacuum the named tables (`schema.table`), or all of them.

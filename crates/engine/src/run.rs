@@ -3,7 +3,7 @@
 //! runners sharing it never run a pipeline twice at once.
 
 use std::collections::{BTreeSet, HashMap};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -53,6 +53,9 @@ pub struct RunConfig {
     pub lease: Duration,
     /// `options.retries` for pipelines that do not set it (else 2).
     pub retries: Option<u32>,
+    /// The run's id, when the caller must know it before the run ends (the
+    /// server answers a trigger with it); a new one when `None`.
+    pub run_id: Option<Uuid>,
 }
 
 impl RunConfig {
@@ -66,6 +69,7 @@ impl RunConfig {
             concurrency: std::thread::available_parallelism().map_or(2, |n| n.get()),
             lease: Self::DEFAULT_LEASE,
             retries: None,
+            run_id: None,
         }
     }
 }
@@ -80,6 +84,16 @@ pub(crate) struct RunCtx {
     held: Mutex<HashMap<i64, Arc<Held>>>,
     /// The pipelines that read one source stream together.
     pub groups: Groups,
+    /// The running attempts' rows so far, by pipeline id: written to their
+    /// audit rows every few seconds, so that a run under way shows its progress
+    /// to anyone reading the metadata database (`runner serve`'s pages).
+    live: Mutex<HashMap<i64, Live>>,
+}
+
+struct Live {
+    audit_id: Option<i64>,
+    rows: Arc<AtomicU64>,
+    written: u64,
 }
 
 struct Held {
@@ -89,7 +103,47 @@ struct Held {
 
 impl RunCtx {
     pub(crate) fn new(run_id: Uuid, config: RunConfig, cancel: CancellationToken, groups: Groups) -> Self {
-        Self { run_id, config, cancel, held: Mutex::default(), groups }
+        Self { run_id, config, cancel, held: Mutex::default(), groups, live: Mutex::default() }
+    }
+
+    /// A new attempt of a pipeline: its rows count from zero, into its audit row.
+    pub(crate) fn track(&self, pipeline_id: i64, audit_id: i64) {
+        if let Ok(mut live) = self.live.lock() {
+            live.insert(pipeline_id, Live { audit_id: Some(audit_id), rows: Arc::default(), written: 0 });
+        }
+    }
+
+    pub(crate) fn untrack(&self, pipeline_id: i64) {
+        if let Ok(mut live) = self.live.lock() {
+            live.remove(&pipeline_id);
+        }
+    }
+
+    /// The counter of the pipeline's rows read so far (tracked or not).
+    pub(crate) fn rows_counter(&self, pipeline_id: i64) -> Arc<AtomicU64> {
+        match self.live.lock() {
+            Ok(mut live) => live
+                .entry(pipeline_id)
+                .or_insert_with(|| Live { audit_id: None, rows: Arc::default(), written: 0 })
+                .rows
+                .clone(),
+            Err(_) => Arc::default(),
+        }
+    }
+
+    /// `(audit_id, rows)` of the attempts whose count moved since the last call.
+    fn progress(&self) -> Vec<(i64, i64)> {
+        let Ok(mut live) = self.live.lock() else { return Vec::new() };
+        live.values_mut()
+            .filter_map(|l| {
+                let rows = l.rows.load(Ordering::Relaxed);
+                let id = l.audit_id?;
+                (rows != l.written).then(|| {
+                    l.written = rows;
+                    (id, rows as i64)
+                })
+            })
+            .collect()
     }
 
     pub(crate) fn hold(&self, pipeline_id: i64, token: CancellationToken) {
@@ -204,7 +258,7 @@ impl Engine {
     /// metadata database unreachable, an unknown `--pipeline`, a `depends_on` cycle.
     pub async fn run(&self, config: &RunConfig, cancel: CancellationToken) -> Result<RunReport> {
         let started = Instant::now();
-        let run_id = Uuid::new_v4();
+        let run_id = config.run_id.unwrap_or_else(Uuid::new_v4);
         let all = self.meta.pipelines(&[], true).await?;
         let rows = select(&all, &config.pipelines)?;
         let names: BTreeSet<&str> = all.iter().map(|r| r.name.as_str()).collect();
@@ -234,8 +288,10 @@ impl Engine {
             let groups = self.read_groups(&all);
             let ctx = Arc::new(RunCtx::new(run_id, RunConfig { concurrency, ..config.clone() }, cancel, groups));
             let heartbeat = tokio::spawn(heartbeat(self.meta.clone(), ctx.clone()));
+            let progress = tokio::spawn(progress(self.meta.clone(), ctx.clone()));
             let pipelines = self.dispatch(&nodes, &ctx).await;
             heartbeat.abort();
+            progress.abort();
 
             let report = RunReport {
                 run_id,
@@ -470,16 +526,22 @@ impl Engine {
         let rows = select(&all, pipelines)?;
         let mut out = Vec::with_capacity(rows.len());
         for row in &rows {
-            let (result, redactor) = match self.prepare(row) {
-                Ok((p, redactor)) => (p.check().await, redactor),
-                Err((e, redactor)) => (Err(e), redactor),
-            };
-            out.push((row.name.clone(), result.map_err(|e| e.map_message(|m| redactor.redact(m)))));
+            out.push((row.name.clone(), self.check_row(row).await));
         }
         if let Some(notifier) = &self.notifier {
             out.push(("(completion email)".to_owned(), notifier.check().await.map(|()| None)));
         }
         Ok(out)
+    }
+
+    /// Check one controller row, stored or not (an edit before it is saved),
+    /// as `runner check` does; errors are redacted.
+    pub async fn check_row(&self, row: &ControllerRow) -> Result<Option<SchemaRef>> {
+        let (result, redactor) = match self.prepare(row) {
+            Ok((p, redactor)) => (p.check().await, redactor),
+            Err((e, redactor)) => (Err(e), redactor),
+        };
+        result.map_err(|e| e.map_message(|m| redactor.redact(m)))
     }
 
     pub(crate) fn resolve(&self, name: &str, redactor: &mut Redactor) -> Result<ConnectionUrl> {
@@ -543,6 +605,22 @@ pub(crate) async fn heartbeat(meta: MetaStore, ctx: Arc<RunCtx>) {
         }
     }
 }
+
+/// Every two seconds: the rows each running attempt has read so far, into its
+/// audit row. One statement for all of them, and none when nothing moved.
+async fn progress(meta: MetaStore, ctx: Arc<RunCtx>) {
+    loop {
+        tokio::time::sleep(PROGRESS_EVERY).await;
+        let moved = ctx.progress();
+        if !moved.is_empty()
+            && let Err(e) = meta.progress_rows(&moved).await
+        {
+            warn!(error = %e, "could not record the attempts' progress");
+        }
+    }
+}
+
+const PROGRESS_EVERY: Duration = Duration::from_secs(2);
 
 async fn sleep_until(at: Option<tokio::time::Instant>) {
     match at {

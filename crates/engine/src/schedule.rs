@@ -43,7 +43,7 @@ impl Cron {
     }
 
     /// The first time it fires after `t`.
-    fn next_after(&self, t: DateTime<Utc>) -> Option<DateTime<Utc>> {
+    pub fn next_after(&self, t: DateTime<Utc>) -> Option<DateTime<Utc>> {
         self.0.after(&t).next()
     }
 }

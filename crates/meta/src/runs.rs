@@ -287,6 +287,22 @@ impl MetaStore {
         Ok(())
     }
 
+    /// Running attempts' rows so far, `(audit_id, records_read)`, in one statement.
+    pub async fn progress_rows(&self, rows: &[(i64, i64)]) -> Result<()> {
+        let (ids, counts): (Vec<i64>, Vec<i64>) = rows.iter().copied().unzip();
+        sqlx::query(
+            "UPDATE audit a SET records_read = v.rows
+             FROM unnest($1::bigint[], $2::bigint[]) AS v(id, rows)
+             WHERE a.audit_id = v.id AND a.status = 'running'",
+        )
+        .bind(ids)
+        .bind(counts)
+        .execute(self.db())
+        .await
+        .map_err(|e| db_error(e, "recording the attempts' progress"))?;
+        Ok(())
+    }
+
     /// Give a pipeline's lease back.
     pub async fn release(&self, pipeline_id: i64, run_id: Uuid) -> Result<()> {
         sqlx::query("DELETE FROM pipeline_lease WHERE pipeline_id = $1 AND run_id = $2")

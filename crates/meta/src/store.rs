@@ -6,7 +6,7 @@ use std::time::Duration;
 use chrono::{DateTime, NaiveDate, Utc};
 use sqlx::migrate::Migrator;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-use sqlx::{PgPool, Row};
+use sqlx::{AssertSqlSafe, PgPool, Row};
 use uuid::Uuid;
 use weir_core::{ConnectionUrl, ControllerRow, Error, Result, Status, TableEntry};
 
@@ -84,9 +84,20 @@ pub struct AuditRow {
     pub watermark_after: Option<String>,
     pub heartbeat_at: DateTime<Utc>,
     pub error_message: Option<String>,
+    /// `user`, `external` or `internal`, for a failed attempt.
+    pub error_domain: Option<String>,
     /// `load` or `maintain`.
     pub operation: String,
+    /// What the attempt met on the way (`audit.details`).
+    pub details: Option<serde_json::Value>,
+    /// The machine that ran it.
+    pub host: Option<String>,
 }
+
+/// The columns of an [`AuditRow`], for `SELECT`s that read them.
+pub(crate) const AUDIT_COLUMNS: &str = "audit_id, pipeline_id, pipeline_name, run_id, run_date, status, attempt,
+    start_time, end_time, records_read, records_processed, bytes_read, watermark_before, watermark_after,
+    heartbeat_at, error_message, error_domain, operation, details, host";
 
 /// One row of `catalog`.
 #[derive(Debug, Clone, serde::Serialize, sqlx::FromRow)]
@@ -135,12 +146,18 @@ pub struct MetaStore {
 impl MetaStore {
     /// Connect to the metadata database (`WEIR_DATABASE_URL`).
     pub async fn connect(url: &ConnectionUrl) -> Result<Self> {
+        Self::connect_with(url, 8, Duration::from_secs(15)).await
+    }
+
+    /// Connect with a pool of `connections`, each request waiting at most
+    /// `acquire_timeout` for one (a server answers "down" sooner than a run gives up).
+    pub async fn connect_with(url: &ConnectionUrl, connections: u32, acquire_timeout: Duration) -> Result<Self> {
         let options = PgConnectOptions::from_str(url.expose())
             .map_err(|e| Error::user(format!("metadata database URL {url} is not valid: {e}")))?
             .application_name("weir");
         let pool = PgPoolOptions::new()
-            .max_connections(8)
-            .acquire_timeout(Duration::from_secs(15))
+            .max_connections(connections)
+            .acquire_timeout(acquire_timeout)
             .connect_with(options)
             .await
             .map_err(|e| db_error(e, &format!("connecting to the metadata database {url}")))?;
@@ -190,45 +207,20 @@ impl MetaStore {
 
     /// Controller rows by name order: the active ones, or those named (active or not).
     pub async fn pipelines(&self, names: &[String], include_inactive: bool) -> Result<Vec<ControllerRow>> {
-        let rows = sqlx::query(
-            "SELECT id, name, source_type, source_connection, source_table, data_source,
-                    destination_type, destination_connection, schema_name,
-                    COALESCE(destination_table, '') AS destination_table, load_type, watermark_column, primary_key, partition_by, options, depends_on,
-                    notify_emails, schedule, active
+        let rows = sqlx::query(AssertSqlSafe(format!(
+            "SELECT {CONTROLLER_COLUMNS}
              FROM controller
              WHERE (cardinality($1::text[]) = 0 OR name = ANY($1))
                AND (active OR $2 OR cardinality($1::text[]) > 0)
-             ORDER BY name",
-        )
+             ORDER BY name"
+        )))
         .bind(names)
         .bind(include_inactive)
         .fetch_all(self.db())
         .await
         .map_err(|e| db_error(e, "reading the controller table"))?;
         rows.iter()
-            .map(|r| {
-                Ok(ControllerRow {
-                    id: r.try_get("id")?,
-                    name: r.try_get("name")?,
-                    source_type: r.try_get("source_type")?,
-                    source_connection: r.try_get("source_connection")?,
-                    source_table: r.try_get("source_table")?,
-                    data_source: r.try_get("data_source")?,
-                    destination_type: r.try_get("destination_type")?,
-                    destination_connection: r.try_get("destination_connection")?,
-                    schema_name: r.try_get("schema_name")?,
-                    destination_table: r.try_get("destination_table")?,
-                    load_type: r.try_get("load_type")?,
-                    watermark_column: r.try_get("watermark_column")?,
-                    primary_key: r.try_get("primary_key")?,
-                    partition_by: r.try_get("partition_by")?,
-                    options: r.try_get("options")?,
-                    depends_on: r.try_get("depends_on")?,
-                    notify_emails: r.try_get("notify_emails")?,
-                    schedule: r.try_get("schedule")?,
-                    active: r.try_get("active")?,
-                })
-            })
+            .map(controller_row)
             .collect::<std::result::Result<_, sqlx::Error>>()
             .map_err(|e| db_error(e, "reading the controller table"))
     }
@@ -405,21 +397,48 @@ impl MetaStore {
 
     /// The last `last` audit rows, newest first, of one pipeline or all.
     pub async fn audit_history(&self, pipeline: Option<&str>, last: i64) -> Result<Vec<AuditRow>> {
-        sqlx::query_as::<_, AuditRow>(
-            "SELECT audit_id, pipeline_id, pipeline_name, run_id, run_date, status, attempt,
-                    start_time, end_time, records_read, records_processed, bytes_read,
-                    watermark_before, watermark_after, heartbeat_at, error_message, operation
+        sqlx::query_as::<_, AuditRow>(AssertSqlSafe(format!(
+            "SELECT {AUDIT_COLUMNS}
              FROM audit
              WHERE $1::text IS NULL OR pipeline_name = $1
              ORDER BY audit_id DESC
-             LIMIT $2",
-        )
+             LIMIT $2"
+        )))
         .bind(pipeline)
         .bind(last)
         .fetch_all(self.db())
         .await
         .map_err(|e| db_error(e, "reading the audit table"))
     }
+}
+
+/// The columns of a [`ControllerRow`].
+pub(crate) const CONTROLLER_COLUMNS: &str = "id, name, source_type, source_connection, source_table, data_source,
+    destination_type, destination_connection, schema_name, COALESCE(destination_table, '') AS destination_table,
+    load_type, watermark_column, primary_key, partition_by, options, depends_on, notify_emails, schedule, active";
+
+pub(crate) fn controller_row(r: &sqlx::postgres::PgRow) -> std::result::Result<ControllerRow, sqlx::Error> {
+    Ok(ControllerRow {
+        id: r.try_get("id")?,
+        name: r.try_get("name")?,
+        source_type: r.try_get("source_type")?,
+        source_connection: r.try_get("source_connection")?,
+        source_table: r.try_get("source_table")?,
+        data_source: r.try_get("data_source")?,
+        destination_type: r.try_get("destination_type")?,
+        destination_connection: r.try_get("destination_connection")?,
+        schema_name: r.try_get("schema_name")?,
+        destination_table: r.try_get("destination_table")?,
+        load_type: r.try_get("load_type")?,
+        watermark_column: r.try_get("watermark_column")?,
+        primary_key: r.try_get("primary_key")?,
+        partition_by: r.try_get("partition_by")?,
+        options: r.try_get("options")?,
+        depends_on: r.try_get("depends_on")?,
+        notify_emails: r.try_get("notify_emails")?,
+        schedule: r.try_get("schedule")?,
+        active: r.try_get("active")?,
+    })
 }
 
 pub(crate) fn hostname() -> Option<String> {
