@@ -78,6 +78,34 @@ enum Command {
     Query(QueryArgs),
     /// Compact small files and vacuum old versions of the catalog's Delta tables.
     Maintain(MaintainArgs),
+    /// Serve the dashboard, the JSON API and event ingestion (POST /events), until SIGTERM or Ctrl-C.
+    Serve(ServeArgs),
+}
+
+#[derive(Args, Debug)]
+struct ServeArgs {
+    /// Address to listen on. Beyond loopback only with tokens (WEIR_ADMIN_TOKENS, WEIR_READ_TOKENS,
+    /// WEIR_INGEST_TOKENS: comma-separated lists).
+    #[arg(long, env = "WEIR_LISTEN", default_value = "127.0.0.1:8080")]
+    listen: std::net::SocketAddr,
+    /// Stop a SQL box (or lake analytics) query after this long.
+    #[arg(long, env = "WEIR_QUERY_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
+    query_timeout: Duration,
+    /// The most rows a SQL box answer shows.
+    #[arg(long, env = "WEIR_QUERY_ROWS", default_value_t = 1000)]
+    query_rows: usize,
+    /// Events per second one ingest token may send (429 beyond).
+    #[arg(long, env = "WEIR_INGEST_RATE", default_value_t = 100_000)]
+    ingest_rate: u32,
+    /// Events waiting for their commit at most (503 beyond).
+    #[arg(long, env = "WEIR_INGEST_QUEUE", default_value_t = 100_000)]
+    ingest_queue: usize,
+    /// The lake table that `GET /analytics/query?source=lake` reads.
+    #[arg(long, env = "WEIR_EVENTS_LAKE_TABLE", default_value = "bronze.events")]
+    events_lake_table: String,
+    /// Mark the session cookie Secure (the server is reached over HTTPS, through a proxy).
+    #[arg(long, env = "WEIR_SECURE_COOKIES")]
+    secure_cookies: bool,
 }
 
 #[derive(Args, Debug)]
@@ -387,6 +415,7 @@ async fn run(cli: Cli, progress: Progress) -> ExitCode {
         Command::Catalog(args) => catalog(&engine(meta, url), args).await,
         Command::Query(args) => query(&engine(meta, url), args).await,
         Command::Maintain(args) => return maintain(&engine(meta, url), args, &redactor).await,
+        Command::Serve(args) => return serve(url, args, &redactor).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -658,4 +687,49 @@ async fn maintain(engine: &Engine, args: MaintainArgs, redactor: &Redactor) -> E
         return usage_error(&e, redactor);
     }
     if outcomes.iter().all(|o| o.error.is_none()) { ExitCode::SUCCESS } else { ExitCode::from(1) }
+}
+
+/// `runner serve`: see [`weir_server::serve`]. SIGTERM or Ctrl-C stops taking
+/// requests, answers those under way, stores the events queued, and exits 0.
+async fn serve(url: ConnectionUrl, args: ServeArgs, redactor: &Redactor) -> ExitCode {
+    // Its own pool: more connections, and a page says "down" within seconds.
+    let meta = match MetaStore::connect_with(&url, 16, Duration::from_secs(3)).await {
+        Ok(m) => m,
+        Err(e) => return usage_error(e.message(), redactor),
+    };
+    let engine = match run_engine(meta, url, &Progress::new(false)) {
+        Ok(e) => e,
+        Err(e) => return usage_error(&e, redactor),
+    };
+    let mut config =
+        weir_server::ServerConfig::new(args.listen, weir_server::Tokens::from_env(|k| std::env::var(k).ok()));
+    config.query_timeout = args.query_timeout;
+    config.query_rows = args.query_rows.max(1);
+    config.ingest.rate = args.ingest_rate;
+    config.ingest.queue = args.ingest_queue.max(1);
+    config.events_lake_table = args.events_lake_table;
+    config.secure_cookies = args.secure_cookies;
+    let cancel = CancellationToken::new();
+    let token = cancel.clone();
+    tokio::spawn(async move {
+        #[cfg(unix)]
+        let terminate = async {
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(mut term) => term.recv().await,
+                Err(_) => std::future::pending().await,
+            }
+        };
+        #[cfg(not(unix))]
+        let terminate = std::future::pending::<Option<()>>();
+        let signal = tokio::select! {
+            _ = tokio::signal::ctrl_c() => "SIGINT",
+            _ = terminate => "SIGTERM",
+        };
+        warn!(signal, "stopping: answering the requests under way and storing the queued events");
+        token.cancel();
+    });
+    match weir_server::serve(engine, config, cancel).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => usage_error(e.message(), redactor),
+    }
 }
