@@ -3,7 +3,7 @@
 # reuse what is running, start what is installed, install what is missing
 # (apt-get, pip, cargo). Prints `export VAR=…` lines for the caller to eval:
 #
-#   eval "$(scripts/services.sh)"                 # all: postgres mariadb s3 smtp deltalake dbt clickhouse kafka
+#   eval "$(scripts/services.sh)"                 # all: postgres mariadb s3 smtp deltalake dbt clickhouse kafka redis browser
 #   eval "$(scripts/services.sh postgres)"        # just what the tests need
 #
 # Progress goes to stderr; stdout carries only the exports.
@@ -219,6 +219,19 @@ kafka() {
   echo "export WEIR_TANSU=$tansu"
 }
 
+# Debian's Chromium and Playwright (tests/browser) for the dashboard's browser test.
+browser() {
+  command -v chromium >/dev/null || apt_install chromium chromium-driver
+  command -v node >/dev/null || apt_install nodejs npm
+  local dir
+  dir="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/tests/browser"
+  if [[ ! -d "$dir/node_modules/playwright-core" ]]; then
+    say "installing playwright-core with npm ci (tests/browser; it drives the system chromium)"
+    (cd "$dir" && npm ci --no-audit --no-fund --silent) >&2
+  fi
+  echo "export WEIR_TEST_CHROMIUM=$(command -v chromium)"
+}
+
 redis() {
   # The tests start redis-servers of their own (on spare ports, in folders of their own).
   command -v redis-server >/dev/null && command -v redis-cli >/dev/null && command -v redis-benchmark >/dev/null ||
@@ -226,10 +239,10 @@ redis() {
 }
 
 services=("$@")
-[[ ${#services[@]} -gt 0 ]] || services=(postgres mariadb s3 smtp deltalake dbt clickhouse kafka redis)
+[[ ${#services[@]} -gt 0 ]] || services=(postgres mariadb s3 smtp deltalake dbt clickhouse kafka redis browser)
 for s in "${services[@]}"; do
   case "$s" in
-    postgres|pgplain|pgrestart|mariadb|s3|smtp|deltalake|dbt|clickhouse|kafka|redis) "$s" ;;
-    *) say "unknown service '$s' (known: postgres pgplain pgrestart mariadb s3 smtp deltalake dbt clickhouse kafka redis)"; exit 2 ;;
+    postgres|pgplain|pgrestart|mariadb|s3|smtp|deltalake|dbt|clickhouse|kafka|redis|browser) "$s" ;;
+    *) say "unknown service '$s' (known: postgres pgplain pgrestart mariadb s3 smtp deltalake dbt clickhouse kafka redis browser)"; exit 2 ;;
   esac
 done

@@ -3,7 +3,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-eval "$(scripts/services.sh postgres pgplain pgrestart mariadb deltalake smtp dbt clickhouse kafka redis)"
+eval "$(scripts/services.sh postgres pgplain pgrestart mariadb deltalake smtp dbt clickhouse kafka redis browser)"
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/weir/target}
 # Tests each make their own database; drop those an earlier run left behind
 # (first their replication slots, which would keep a database from being dropped).

@@ -2,7 +2,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -24,6 +24,9 @@ struct Faults {
     cuts: AtomicU32,
     /// Bytes per second from the server to each client (0: as fast as it goes).
     rate: AtomicU64,
+    /// The server is "down": connections are cut, new ones closed at once.
+    down: AtomicBool,
+    cut_all: tokio::sync::Notify,
 }
 
 impl TcpProxy {
@@ -35,6 +38,10 @@ impl TcpProxy {
         let accept = tokio::spawn(async move {
             while let Ok((client, _)) = listener.accept().await {
                 let faults = shared.clone();
+                if faults.down.load(Ordering::SeqCst) {
+                    drop(client);
+                    continue;
+                }
                 tokio::spawn(async move {
                     if let Ok(server) = TcpStream::connect(upstream).await {
                         let _ = pipe(client, server, &faults).await;
@@ -60,6 +67,14 @@ impl TcpProxy {
         self.faults.rate.store(bytes_per_sec, Ordering::SeqCst);
     }
 
+    /// Take the server "down" (every connection cut, new ones closed at once), or bring it back.
+    pub fn set_down(&self, down: bool) {
+        self.faults.down.store(down, Ordering::SeqCst);
+        if down {
+            self.faults.cut_all.notify_waiters();
+        }
+    }
+
     /// Connections cut so far.
     pub fn cuts(&self) -> u32 {
         self.faults.cuts.load(Ordering::SeqCst)
@@ -79,7 +94,13 @@ async fn pipe(client: TcpStream, server: TcpStream, faults: &Faults) -> std::io:
     let mut sent = 0u64;
     let mut buf = vec![0u8; 16 * 1024];
     loop {
-        let n = server_read.read(&mut buf).await?;
+        if faults.down.load(Ordering::SeqCst) {
+            break;
+        }
+        let n = tokio::select! {
+            n = server_read.read(&mut buf) => n?,
+            () = faults.cut_all.notified() => break,
+        };
         if n == 0 {
             break;
         }

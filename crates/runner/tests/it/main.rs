@@ -22,3 +22,4 @@ mod parquet_types;
 mod postgres;
 mod redis;
 mod s3;
+mod serve;
