@@ -34,7 +34,7 @@ problems = []
 # scripts/services.sh's services and what plays their part in Compose.
 counterpart = {"postgres": "postgres", "mariadb": "mariadb", "s3": "minio", "smtp": "mailpit", "dbt": "weir",
                "deltalake": None, "clickhouse": "clickhouse",
-               "kafka": "redpanda", "redis": "redis"}
+               "kafka": "redpanda", "redis": "redis", "browser": None}
 script = open("scripts/services.sh").read()
 known = re.search(r"\|\| services=\(([^)]*)\)", script).group(1).split()
 for s in known:

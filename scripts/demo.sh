@@ -276,6 +276,33 @@ psql "$WEIR_DATABASE_URL" -c "SELECT 'users' AS table, count(*) AS rows FROM bro
 psql "$WEIR_DATABASE_URL" -c "SELECT id, body, sent_at, edited_at, edit_count FROM bronze_chat.messages
   WHERE edit_count > 0 ORDER BY id LIMIT 3"
 
+step "the fourth system: runner serve takes events over HTTP; a pipeline moves them to the lake; one question, answered from both"
+export WEIR_ADMIN_TOKENS=demo-admin WEIR_INGEST_TOKENS=demo-ingest WEIR_CONN_META=$WEIR_DATABASE_URL
+$bin/runner serve --listen 127.0.0.1:18090 2>"$PWD/demo-data/serve.log" &
+serve_pid=$!
+for _ in $(seq 100); do curl -sf -o /dev/null http://127.0.0.1:18090/healthz && break; sleep 0.1; done
+$bin/weir-load --url http://127.0.0.1:18090 --token demo-ingest --batch 100 --connections 4 --seconds 3 --prefix demo
+printf 'an event sent again (its message_id is stored): '
+curl -s -H 'Authorization: Bearer demo-ingest' http://127.0.0.1:18090/events \
+  -d '[{"event":"purchase","timestamp":"2025-03-23T10:00:00Z","user_id":"u1","message_id":"demo-0"}]'
+echo
+psql -q "$WEIR_DATABASE_URL" <<'SQL'
+INSERT INTO controller (name, source_type, source_connection, source_table, destination_type, schema_name,
+                        destination_table, load_type, watermark_column, primary_key)
+VALUES ('events_to_lake', 'postgres', 'meta', 'public.events', 'delta', 'bronze', 'events', 'incremental',
+        'event_id', '{message_id}');
+SQL
+$bin/runner --date 20250325 --pipeline events_to_lake --no-progress >/dev/null
+for source in postgres lake; do
+  echo "purchases' revenue by plan, from $source:"
+  curl -s -H 'Authorization: Bearer demo-admin' \
+    "http://127.0.0.1:18090/analytics/query?metric=sum&property=amount&event=purchase&group_by=property:plan&source=$source"
+  echo
+done
+kill $serve_pid
+wait $serve_pid 2>/dev/null || true
+echo "the dashboard: WEIR_ADMIN_TOKENS=demo-admin $bin/runner serve, then http://127.0.0.1:8080 (log in with demo-admin)"
+
 step "runner catalog: the Delta tables Weir wrote"
 $bin/runner catalog
 step "runner query: SQL over the lake, tables by name"
