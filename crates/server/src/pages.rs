@@ -585,9 +585,6 @@ pub(crate) struct PipelineForm {
     schedule: String,
     #[serde(default)]
     active: Option<String>,
-    #[serde(default)]
-    #[allow(dead_code)]
-    csrf: String,
 }
 
 impl PipelineForm {
@@ -611,7 +608,6 @@ impl PipelineForm {
             notify_emails: r.notify_emails.join(", "),
             schedule: r.schedule.clone().unwrap_or_default(),
             active: r.active.then(|| "on".to_owned()),
-            csrf: String::new(),
         }
     }
 
