@@ -375,7 +375,12 @@ async fn run(cli: Cli, progress: Progress) -> ExitCode {
     };
     let mut redactor = Redactor::new();
     redactor.add_connection(&url);
-    let meta = match MetaStore::connect(&url).await {
+    // The server keeps a larger pool, whose requests say "down" within seconds.
+    let connected = match &cli.command {
+        Some(Command::Serve(_)) => MetaStore::connect_with(&url, 16, Duration::from_secs(3)).await,
+        _ => MetaStore::connect(&url).await,
+    };
+    let meta = match connected {
         Ok(m) => m,
         Err(e) => return usage_error(e.message(), &redactor),
     };
@@ -415,7 +420,7 @@ async fn run(cli: Cli, progress: Progress) -> ExitCode {
         Command::Catalog(args) => catalog(&engine(meta, url), args).await,
         Command::Query(args) => query(&engine(meta, url), args).await,
         Command::Maintain(args) => return maintain(&engine(meta, url), args, &redactor).await,
-        Command::Serve(args) => return serve(url, args, &redactor).await,
+        Command::Serve(args) => return serve(meta, url, args, &redactor).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -538,10 +543,9 @@ async fn schedule(
     if clean { ExitCode::SUCCESS } else { ExitCode::from(1) }
 }
 
-/// `runner stream`: see [`Engine::stream`]. SIGTERM or Ctrl-C commits what
-/// each pipeline has and exits 0; a pipeline whose stream failed makes it 1.
-async fn stream(meta: MetaStore, url: ConnectionUrl, args: StreamArgs, redactor: &Redactor) -> ExitCode {
-    let config = StreamConfig { pipelines: args.pipelines, lease: Duration::from_secs(args.lease_seconds) };
+/// The first Ctrl-C or SIGTERM cancels the token (logging `message`); the
+/// command then finishes in its own time.
+fn cancel_on_first_signal(message: &'static str) -> CancellationToken {
     let cancel = CancellationToken::new();
     let token = cancel.clone();
     tokio::spawn(async move {
@@ -558,9 +562,17 @@ async fn stream(meta: MetaStore, url: ConnectionUrl, args: StreamArgs, redactor:
             _ = tokio::signal::ctrl_c() => "SIGINT",
             _ = terminate => "SIGTERM",
         };
-        warn!(signal, "stopping: each pipeline commits what it has read, then the stream ends");
+        warn!(signal, "{message}");
         token.cancel();
     });
+    cancel
+}
+
+/// `runner stream`: see [`Engine::stream`]. SIGTERM or Ctrl-C commits what
+/// each pipeline has and exits 0; a pipeline whose stream failed makes it 1.
+async fn stream(meta: MetaStore, url: ConnectionUrl, args: StreamArgs, redactor: &Redactor) -> ExitCode {
+    let config = StreamConfig { pipelines: args.pipelines, lease: Duration::from_secs(args.lease_seconds) };
+    let cancel = cancel_on_first_signal("stopping: each pipeline commits what it has read, then the stream ends");
     let reports = match engine(meta, url).stream(&config, cancel).await {
         Ok(r) => r,
         Err(e) => return usage_error(e.message(), redactor),
@@ -691,12 +703,7 @@ async fn maintain(engine: &Engine, args: MaintainArgs, redactor: &Redactor) -> E
 
 /// `runner serve`: see [`weir_server::serve`]. SIGTERM or Ctrl-C stops taking
 /// requests, answers those under way, stores the events queued, and exits 0.
-async fn serve(url: ConnectionUrl, args: ServeArgs, redactor: &Redactor) -> ExitCode {
-    // Its own pool: more connections, and a page says "down" within seconds.
-    let meta = match MetaStore::connect_with(&url, 16, Duration::from_secs(3)).await {
-        Ok(m) => m,
-        Err(e) => return usage_error(e.message(), redactor),
-    };
+async fn serve(meta: MetaStore, url: ConnectionUrl, args: ServeArgs, redactor: &Redactor) -> ExitCode {
     let engine = match run_engine(meta, url, &Progress::new(false)) {
         Ok(e) => e,
         Err(e) => return usage_error(&e, redactor),
@@ -709,25 +716,7 @@ async fn serve(url: ConnectionUrl, args: ServeArgs, redactor: &Redactor) -> Exit
     config.ingest.queue = args.ingest_queue.max(1);
     config.events_lake_table = args.events_lake_table;
     config.secure_cookies = args.secure_cookies;
-    let cancel = CancellationToken::new();
-    let token = cancel.clone();
-    tokio::spawn(async move {
-        #[cfg(unix)]
-        let terminate = async {
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(mut term) => term.recv().await,
-                Err(_) => std::future::pending().await,
-            }
-        };
-        #[cfg(not(unix))]
-        let terminate = std::future::pending::<Option<()>>();
-        let signal = tokio::select! {
-            _ = tokio::signal::ctrl_c() => "SIGINT",
-            _ = terminate => "SIGTERM",
-        };
-        warn!(signal, "stopping: answering the requests under way and storing the queued events");
-        token.cancel();
-    });
+    let cancel = cancel_on_first_signal("stopping: answering the requests under way and storing the queued events");
     match weir_server::serve(engine, config, cancel).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => usage_error(e.message(), redactor),
