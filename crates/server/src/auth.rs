@@ -181,21 +181,13 @@ impl Auth {
         {
             let now = Instant::now();
             sessions.retain(|_, s| s.expires > now);
+            // Sessions live in memory: a token rotated out of the environment (a restart) ends them.
             if let Some(s) = sessions.get(id) {
-                // A token removed from the environment (rotated out) ends its sessions at the next restart;
-                // one whose scopes changed keeps only what it still has.
-                let scopes = Scopes {
-                    read: s.scopes.read && self.tokens.scopes_of_digest(&s.token).read,
-                    admin: s.scopes.admin && self.tokens.scopes_of_digest(&s.token).admin,
-                    ingest: false,
-                };
-                if scopes.any() {
-                    let key = hex(&s.token[..8]);
-                    return Ok(Identified {
-                        caller: Caller { scopes, csrf: Some(s.csrf.clone()), key },
-                        by_cookie: true,
-                    });
-                }
+                let key = hex(&s.token[..8]);
+                return Ok(Identified {
+                    caller: Caller { scopes: s.scopes, csrf: Some(s.csrf.clone()), key },
+                    by_cookie: true,
+                });
             }
         }
         if self.is_open() {
@@ -229,14 +221,6 @@ impl Auth {
         if let (Some(id), Ok(mut sessions)) = (cookie(headers, COOKIE), self.sessions.lock()) {
             sessions.remove(id);
         }
-    }
-}
-
-impl Tokens {
-    fn scopes_of_digest(&self, d: &Digest32) -> Scopes {
-        let has = |list: &[Digest32]| list.iter().fold(false, |found, t| found | same(t, d));
-        let admin = has(&self.admin);
-        Scopes { read: admin || has(&self.read), admin, ingest: admin || has(&self.ingest) }
     }
 }
 
