@@ -704,22 +704,34 @@ pub(crate) async fn pipeline_create(
     Form(f): Form<PipelineForm>,
 ) -> PageResult {
     let name = f.name.trim().to_owned();
-    let saved = match f.input().and_then(|i| i.into_row(&name)) {
-        Ok(row) => api::save(&s, row, true).await,
+    save_form(&s, &caller, &f, &name, true).await
+}
+
+/// Check and store the form's row; on a fault the user can fix (a row
+/// `runner check` rejects), the form again with the reason.
+async fn save_form(s: &AppState, caller: &Caller, f: &PipelineForm, name: &str, create: bool) -> PageResult {
+    let saved = match f.input().and_then(|i| i.into_row(name)) {
+        Ok(row) => api::save(s, row, create).await,
         Err(e) => Err(e),
     };
-    match saved {
-        Ok(row) => Ok(Redirect::to(&format!("/pipelines/{}?saved={}", url(&row.name), url("Added."))).into_response()),
-        Err(e) if e.domain() == weir_core::Domain::User || !e.is_retryable() => {
-            let body = format!(
-                "<p class=\"crumbs\"><a href=\"/pipelines\">Pipelines</a> /</p><h1>Add a pipeline</h1>{}",
-                pipeline_form(&caller, &f, "/pipelines/new", false, Some(e.message()))
-            );
-            Ok((StatusCode::BAD_REQUEST, Html(page("Add a pipeline", "/pipelines", Some(&caller), &body)))
-                .into_response())
+    let e = match saved {
+        Ok(row) => {
+            let note = if create { "Added." } else { "Saved." };
+            return Ok(Redirect::to(&format!("/pipelines/{}?saved={}", url(&row.name), url(note))).into_response());
         }
-        Err(e) => Err(e.into()),
-    }
+        Err(e) if e.is_retryable() => return Err(e.into()),
+        Err(e) => e,
+    };
+    let (title, heading, action) = if create {
+        ("Add a pipeline", "Add a pipeline".to_owned(), "/pipelines/new".to_owned())
+    } else {
+        ("Edit", format!("Edit {}", esc(name)), format!("/pipelines/{}/edit", url(name)))
+    };
+    let body = format!(
+        "<p class=\"crumbs\"><a href=\"/pipelines\">Pipelines</a> /</p><h1>{heading}</h1>{}",
+        pipeline_form(caller, f, &action, !create, Some(e.message()))
+    );
+    Ok((StatusCode::BAD_REQUEST, Html(page(title, "/pipelines", Some(caller), &body))).into_response())
 }
 
 pub(crate) async fn pipeline_edit(
@@ -747,23 +759,7 @@ pub(crate) async fn pipeline_save(
     Path(name): Path<String>,
     Form(f): Form<PipelineForm>,
 ) -> PageResult {
-    let saved = match f.input().and_then(|i| i.into_row(&name)) {
-        Ok(row) => api::save(&s, row, false).await,
-        Err(e) => Err(e),
-    };
-    match saved {
-        Ok(row) => Ok(Redirect::to(&format!("/pipelines/{}?saved={}", url(&row.name), url("Saved."))).into_response()),
-        Err(e) if !e.is_retryable() => {
-            let action = format!("/pipelines/{}/edit", url(&name));
-            let body = format!(
-                "<p class=\"crumbs\"><a href=\"/pipelines\">Pipelines</a> /</p><h1>Edit {}</h1>{}",
-                esc(&name),
-                pipeline_form(&caller, &f, &action, true, Some(e.message()))
-            );
-            Ok((StatusCode::BAD_REQUEST, Html(page("Edit", "/pipelines", Some(&caller), &body))).into_response())
-        }
-        Err(e) => Err(e.into()),
-    }
+    save_form(&s, &caller, &f, &name, false).await
 }
 
 // ---- audit
