@@ -182,9 +182,8 @@ impl MetaStore {
         after: Option<&str>,
         limit: i64,
     ) -> Result<Vec<PipelineSummary>> {
-        let columns = CONTROLLER_COLUMNS.replace("COALESCE(destination_table", "COALESCE(c.destination_table");
         let rows = sqlx::query(AssertSqlSafe(format!(
-            "SELECT {columns}, c.updated_at,
+            "SELECT {CONTROLLER_COLUMNS}, c.updated_at,
                     l.status AS last_status, l.start_time AS last_start, l.end_time AS last_end,
                     l.error_message AS last_error, s.end_time AS last_success, w.value AS watermark
              FROM controller c
