@@ -11,7 +11,6 @@ use std::time::{Duration, Instant};
 
 use reqwest::header::HeaderMap;
 use serde_json::{Value, json};
-use sqlx::PgPool;
 
 use crate::harness::{D1, Harness, finish, signal, spare_port, write_orders};
 
@@ -34,6 +33,12 @@ struct Answer {
 }
 
 impl Answer {
+    async fn read(response: reqwest::Response) -> Self {
+        let status = response.status().as_u16();
+        let headers = response.headers().clone();
+        Self { status, body: response.text().await.expect("body"), headers }
+    }
+
     fn json(&self) -> Value {
         serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.body))
     }
@@ -72,10 +77,7 @@ impl Server {
         if let Some(b) = body {
             request = request.header("content-type", "application/json").body(b.to_string());
         }
-        let response = request.send().await.unwrap_or_else(|e| panic!("{method} {path}: {e}"));
-        let status = response.status().as_u16();
-        let headers = response.headers().clone();
-        Answer { status, body: response.text().await.expect("body"), headers }
+        Answer::read(request.send().await.unwrap_or_else(|e| panic!("{method} {path}: {e}"))).await
     }
 
     async fn get(&self, path: &str, token: &str) -> Answer {
@@ -98,10 +100,7 @@ impl Server {
         for (k, v) in headers {
             request = request.header(*k, *v);
         }
-        let response = request.send().await.expect("form post");
-        let status = response.status().as_u16();
-        let headers = response.headers().clone();
-        Answer { status, body: response.text().await.expect("body"), headers }
+        Answer::read(request.send().await.expect("form post")).await
     }
 
     /// Log in with a token; the session cookie (`name=value`).
@@ -114,11 +113,8 @@ impl Server {
     }
 
     async fn page(&self, path: &str, cookie: &str) -> Answer {
-        let response =
-            self.http.get(format!("{}{path}", self.base)).header("cookie", cookie).send().await.expect("page");
-        let status = response.status().as_u16();
-        let headers = response.headers().clone();
-        Answer { status, body: response.text().await.expect("body"), headers }
+        Answer::read(self.http.get(format!("{}{path}", self.base)).header("cookie", cookie).send().await.expect("page"))
+            .await
     }
 }
 
@@ -139,18 +135,6 @@ async fn orders(h: &Harness, name: &str, rows: usize) {
         ],
     )
     .await;
-}
-
-async fn wait_for(pool: &PgPool, sql: &str, secs: u64) {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    loop {
-        let ok: bool = sqlx::query_scalar(sqlx::AssertSqlSafe(sql.to_owned())).fetch_one(pool).await.unwrap_or(false);
-        if ok {
-            return;
-        }
-        assert!(Instant::now() < deadline, "not within {secs} s: {sql}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -240,7 +224,7 @@ async fn the_api_shows_runs_and_pipelines_and_edits_them_only_with_the_admin_sco
     let started = s.post("/api/pipelines/orders/trigger", ADMIN, json!({"date": "2025-03-23"})).await;
     assert_eq!(started.status, 202, "{}", started.body);
     let triggered = started.json()["run_id"].as_str().expect("run id").to_owned();
-    wait_for(&h.pool, &format!("SELECT status = 'success' FROM run WHERE run_id = '{triggered}'"), 60).await;
+    h.wait_until(&format!("SELECT status = 'success' FROM run WHERE run_id = '{triggered}'"), 60).await;
     assert_eq!(h.rows(&format!("SELECT records_read::text FROM audit WHERE run_id = '{triggered}'")).await, [["500"]]);
 
     // Audit, as JSON and as CSV.
